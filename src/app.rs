@@ -1,0 +1,132 @@
+//! Building and running the service: shared state, the router, the background tasks.
+//!
+//! `Application::build` takes a bound listener so tests can serve on port 0, and
+//! `run_until` stops everything when the given token is cancelled.
+
+use std::{collections::HashMap, ops::Deref, sync::Arc, time::Duration};
+
+use anyhow::Context;
+use axum::Router;
+use sqlx::{
+    PgPool,
+    migrate::Migrator,
+    postgres::{PgConnectOptions, PgPoolOptions},
+};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    auth::Authenticator,
+    config::{Product, Settings},
+    game_server::GameServerClient,
+    intake, routes,
+};
+
+/// The migrations in `migrations/`, embedded for `matchmaker migrate` and start-up.
+pub static MIGRATOR: Migrator = sqlx::migrate!();
+
+/// What every request handler and task shares.
+#[derive(Clone)]
+pub struct AppState(Arc<Shared>);
+
+pub struct Shared {
+    pub settings: Settings,
+    pub db: PgPool,
+    pub auth: Authenticator,
+    pub game_servers: GameServerClient,
+    products: HashMap<String, Arc<Product>>,
+}
+
+impl Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+impl AppState {
+    pub fn new(settings: Settings, db: PgPool) -> anyhow::Result<Self> {
+        let products = settings
+            .products
+            .iter()
+            .map(|p| (p.product_id.clone(), Arc::new(p.clone())))
+            .collect();
+        Ok(Self(Arc::new(Shared {
+            auth: Authenticator::new(&settings.secret_key, settings.require_token_expiry),
+            game_servers: GameServerClient::new(settings.game_server_timeout)?,
+            products,
+            settings,
+            db,
+        })))
+    }
+
+    pub fn product(&self, product_id: &str) -> Option<Arc<Product>> {
+        self.products.get(product_id).cloned()
+    }
+}
+
+/// A connection pool that does not connect until first used, so the service starts (and
+/// reports not-ready) while the database is down.
+pub fn pool(settings: &Settings) -> anyhow::Result<PgPool> {
+    let options: PgConnectOptions = settings
+        .database_url
+        .parse()
+        .context("configuration: database_url: not a valid Postgres URL")?;
+    Ok(PgPoolOptions::new()
+        .max_connections(settings.database_max_connections)
+        .min_connections(0)
+        .acquire_timeout(Duration::from_secs(3))
+        .connect_lazy_with(options.application_name("matchmaker")))
+}
+
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    state: AppState,
+}
+
+impl Application {
+    pub fn build(settings: Settings, db: PgPool, listener: TcpListener) -> anyhow::Result<Self> {
+        let state = AppState::new(settings, db)?;
+        let router = routes::router(state.clone());
+        Ok(Self {
+            listener,
+            router,
+            state,
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves and runs the background tasks until `shutdown` is cancelled, then drains
+    /// requests in flight and waits for the tasks to stop.
+    pub async fn run_until(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let mut tasks = tokio::task::JoinSet::new();
+        let settings = &self.state.settings;
+        if let Some(url) = settings.event_stream_url.clone() {
+            tasks.spawn(intake::run(
+                self.state.db.clone(),
+                settings.clone(),
+                url,
+                shutdown.clone(),
+            ));
+        }
+        tracing::info!(address = %self.listener.local_addr()?, "serving");
+        let serve = axum::serve(
+            self.listener,
+            self.router
+                .into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .await;
+        shutdown.cancel();
+        while tasks.join_next().await.is_some() {}
+        serve.context("serving HTTP")
+    }
+}

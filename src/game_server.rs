@@ -1,0 +1,189 @@
+//! HTTP adapter for game servers (SPEC §4): `POST {game_server_url}/{call}` with JSON.
+//!
+//! Outcomes are typed so callers can map them to SPEC §1's statuses: a refusal (non-2xx) is the
+//! game server's decision; unreachable and bad answers are faults of the exchange.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum GameServerError {
+    /// The game server answered with a non-2xx status.
+    #[error("refused with status {status}: {message}")]
+    Refused { status: u16, message: String },
+    /// Connection failed or the call ran past its time limit.
+    #[error("unreachable: {0}")]
+    Unreachable(String),
+    /// A 2xx answer we could not use (not JSON, missing `gameToken`, ...).
+    #[error("bad answer: {0}")]
+    BadAnswer(String),
+}
+
+impl GameServerError {
+    /// Worth retrying later: the server may answer differently next time.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Refused { status, .. } => *status >= 500 || *status == 429,
+            Self::Unreachable(_) | Self::BadAnswer(_) => true,
+        }
+    }
+}
+
+/// The two calls that seat a player answer with a game token.
+#[derive(Debug, Deserialize)]
+struct TokenAnswer {
+    #[serde(rename = "gameToken")]
+    game_token: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SeatCall<'a> {
+    game_id: &'a str,
+    user_id: &'a str,
+    username: &'a str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RemoveGameCall<'a> {
+    game_id: &'a str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RemovePlayerCall<'a> {
+    game_id: &'a str,
+    user_id: &'a str,
+}
+
+#[derive(Deserialize)]
+struct Refusal {
+    message: Option<String>,
+}
+
+/// One shared reqwest client (connection pool) for every game server.
+#[derive(Clone)]
+pub struct GameServerClient {
+    http: reqwest::Client,
+}
+
+impl GameServerClient {
+    pub fn new(timeout: Duration) -> reqwest::Result<Self> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(timeout.min(Duration::from_secs(2)))
+            .timeout(timeout)
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build()?;
+        Ok(Self { http })
+    }
+
+    /// `create_game`: returns the game token.
+    pub async fn create_game(
+        &self,
+        base: &str,
+        game_id: &str,
+        user_id: &str,
+        username: &str,
+    ) -> Result<String, GameServerError> {
+        self.seat_call(base, "create_game", game_id, user_id, username)
+            .await
+    }
+
+    /// `join_game`: returns the game token.
+    pub async fn join_game(
+        &self,
+        base: &str,
+        game_id: &str,
+        user_id: &str,
+        username: &str,
+    ) -> Result<String, GameServerError> {
+        self.seat_call(base, "join_game", game_id, user_id, username)
+            .await
+    }
+
+    /// `remove_game`; a game already gone answers 200 too.
+    pub async fn remove_game(&self, base: &str, game_id: &str) -> Result<(), GameServerError> {
+        self.post::<serde_json::Value>(base, "remove_game", &RemoveGameCall { game_id })
+            .await
+            .map(drop)
+    }
+
+    /// `remove_player`; 404 (player not in the game) counts as done.
+    pub async fn remove_player(
+        &self,
+        base: &str,
+        game_id: &str,
+        user_id: &str,
+    ) -> Result<(), GameServerError> {
+        match self
+            .post::<serde_json::Value>(base, "remove_player", &RemovePlayerCall { game_id, user_id })
+            .await
+        {
+            Ok(_) | Err(GameServerError::Refused { status: 404, .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn seat_call(
+        &self,
+        base: &str,
+        call: &str,
+        game_id: &str,
+        user_id: &str,
+        username: &str,
+    ) -> Result<String, GameServerError> {
+        let body = SeatCall {
+            game_id,
+            user_id,
+            username,
+        };
+        let answer: TokenAnswer = self.post(base, call, &body).await?;
+        match answer.game_token {
+            Some(token) if !token.is_empty() => Ok(token),
+            _ => Err(GameServerError::BadAnswer(format!(
+                "{call} answered without a gameToken"
+            ))),
+        }
+    }
+
+    #[tracing::instrument(name = "game_server", skip(self, body), fields(url = %base))]
+    async fn post<T: DeserializeOwned>(
+        &self,
+        base: &str,
+        call: &str,
+        body: &impl Serialize,
+    ) -> Result<T, GameServerError> {
+        let url = format!("{base}/{call}");
+        let response = self.http.post(&url).json(body).send().await.map_err(|e| {
+            let what = if e.is_timeout() {
+                "timed out"
+            } else {
+                "could not connect"
+            };
+            tracing::warn!(call, error = %e, "game server {what}");
+            GameServerError::Unreachable(format!("{call}: {what}"))
+        })?;
+        let status = response.status();
+        let bytes = response.bytes().await.map_err(|e| {
+            tracing::warn!(call, error = %e, "game server answer was cut off");
+            GameServerError::Unreachable(format!("{call}: answer cut off"))
+        })?;
+        if !status.is_success() {
+            let message = serde_json::from_slice::<Refusal>(&bytes)
+                .ok()
+                .and_then(|r| r.message)
+                .unwrap_or_else(|| String::from_utf8_lossy(&bytes).chars().take(200).collect());
+            tracing::info!(call, status = status.as_u16(), %message, "game server refused");
+            return Err(GameServerError::Refused {
+                status: status.as_u16(),
+                message,
+            });
+        }
+        serde_json::from_slice(&bytes).map_err(|e| {
+            tracing::warn!(call, error = %e, "game server answer is not the expected JSON");
+            GameServerError::BadAnswer(format!("{call}: answer is not the expected JSON"))
+        })
+    }
+}

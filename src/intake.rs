@@ -1,0 +1,175 @@
+//! The Redis stream consumer: applies `event_stream_key` entries exactly once.
+//!
+//! One process reads at a time: the reader holds a Postgres advisory lock on a dedicated
+//! connection and applies every batch, together with the new cursor, in one transaction on that
+//! same connection. If the process dies, the connection closes, the lock is released, and a
+//! standby process takes over from the last committed cursor.
+
+use std::time::Duration;
+
+use redis::{
+    AsyncCommands,
+    aio::MultiplexedConnection,
+    streams::{StreamReadOptions, StreamReadReply},
+};
+use sqlx::{Connection, PgConnection, PgPool};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    config::Settings,
+    events::{self, Event, Outcome, RawEvent},
+    store,
+};
+
+/// Entries read (and applied in one transaction) at a time.
+const BATCH: usize = 200;
+/// How long one XREAD waits for new entries.
+const BLOCK_MS: usize = 1000;
+/// How often a standby process tries to become the reader.
+const STANDBY_RETRY: Duration = Duration::from_secs(1);
+
+/// Runs until `shutdown`: stands by, reads when it holds the lock, recovers from outages.
+pub async fn run(db: PgPool, settings: Settings, redis_url: String, shutdown: CancellationToken) {
+    let key = settings.event_stream_key.clone();
+    let mut pause = Duration::from_millis(200);
+    while !shutdown.is_cancelled() {
+        match lead(&db, &settings, &redis_url, &key, &shutdown).await {
+            Ok(()) => pause = Duration::from_millis(200),
+            Err(e) => {
+                tracing::warn!(error = %e, stream = %key, "event stream intake interrupted; retrying");
+                tokio::select! {
+                    _ = shutdown.cancelled() => {}
+                    _ = tokio::time::sleep(pause) => {}
+                }
+                pause = (pause * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// One term as reader (or one failed attempt to become it). Returns Ok when standing by or
+/// shutting down, Err on a database or Redis failure.
+async fn lead(
+    db: &PgPool,
+    settings: &Settings,
+    redis_url: &str,
+    key: &str,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    let mut conn = db.acquire().await?.detach();
+    let locked = sqlx::query_scalar!(
+        r#"select pg_try_advisory_lock(hashtext('matchmaker event stream ' || $1)) as "locked!""#,
+        key
+    )
+    .fetch_one(&mut conn)
+    .await?;
+    if !locked {
+        tokio::select! {
+            _ = shutdown.cancelled() => {}
+            _ = tokio::time::sleep(STANDBY_RETRY) => {}
+        }
+        return Ok(());
+    }
+    tracing::info!(stream = key, "reading the game event stream");
+
+    let result = read_loop(&mut conn, settings, redis_url, key, shutdown).await;
+    // Closing the connection releases the advisory lock for a standby process.
+    let _ = conn.close().await;
+    result
+}
+
+async fn read_loop(
+    conn: &mut PgConnection,
+    settings: &Settings,
+    redis_url: &str,
+    key: &str,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    let client = redis::Client::open(redis_url)?;
+    let mut redis = client.get_multiplexed_async_connection().await?;
+    let mut cursor = match store::cursor::get(conn, key).await? {
+        Some(id) => id,
+        None => legacy_cursor(&mut redis, key).await?,
+    };
+    let options = StreamReadOptions::default().count(BATCH).block(BLOCK_MS);
+    loop {
+        let (keys, ids) = ([key], [cursor.as_str()]);
+        let reply: StreamReadReply = tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            reply = redis.xread_options(&keys, &ids, &options) => reply?,
+        };
+        let entries: Vec<(String, RawEvent)> = reply
+            .keys
+            .into_iter()
+            .flat_map(|k| k.ids)
+            .map(|entry| {
+                let fields = entry
+                    .map
+                    .iter()
+                    .filter_map(|(k, v)| {
+                        redis::from_redis_value::<String>(v)
+                            .ok()
+                            .map(|v| (k.clone(), v))
+                    })
+                    .collect();
+                (entry.id, fields)
+            })
+            .collect();
+        let Some((last_id, _)) = entries.last() else {
+            continue;
+        };
+        let last_id = last_id.clone();
+        match apply_batch(conn, settings, key, &entries, &last_id).await {
+            Ok(()) => {}
+            Err(sqlx::Error::Database(e)) => {
+                // One entry the database refuses must not stall the stream: go one by one.
+                tracing::warn!(error = %e, "a batch of stream entries failed; applying them one by one");
+                for entry in &entries {
+                    let id = &entry.0;
+                    let one = std::slice::from_ref(entry);
+                    if let Err(e) = apply_batch(conn, settings, key, one, id).await {
+                        let sqlx::Error::Database(e) = e else {
+                            return Err(e.into());
+                        };
+                        tracing::error!(entry = %id, error = %e, "stream entry could not be applied; skipped");
+                        let mut tx = conn.begin().await?;
+                        store::cursor::set(&mut tx, key, id).await?;
+                        tx.commit().await?;
+                    }
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+        cursor = last_id;
+    }
+}
+
+/// Applies entries and moves the cursor to `last_id`, all in one transaction.
+async fn apply_batch(
+    conn: &mut PgConnection,
+    settings: &Settings,
+    key: &str,
+    entries: &[(String, RawEvent)],
+    last_id: &str,
+) -> sqlx::Result<()> {
+    let mut tx = conn.begin().await?;
+    for (id, raw) in entries {
+        let outcome = match Event::parse(raw) {
+            Ok(event) => events::apply(&mut tx, &event, &settings.expiry).await?,
+            Err(problem) => {
+                tracing::warn!(entry = %id, %problem, "malformed stream entry skipped");
+                Outcome::Malformed
+            }
+        };
+        tracing::debug!(entry = %id, outcome = outcome.as_str(), "stream entry");
+    }
+    store::cursor::set(&mut tx, key, last_id).await?;
+    tx.commit().await
+}
+
+/// Where to start when Postgres has no cursor yet: the old worker's position
+/// (`__<stream key>_index`, i.e. `__game_event_stream_index`), else the beginning.
+async fn legacy_cursor(redis: &mut MultiplexedConnection, key: &str) -> anyhow::Result<String> {
+    let old: Option<String> = redis.get(format!("__{key}_index")).await?;
+    Ok(old.unwrap_or_else(|| "0-0".to_string()))
+}

@@ -1,0 +1,17 @@
+//! matchmaker: lobby and matchmaking for multiplayer web games, on Postgres.
+//!
+//! The binary (`main.rs`) only reads settings and calls into [`app::Application`]; everything
+//! else lives here so tests can start the service on a port-0 listener.
+
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod events;
+pub mod game_server;
+pub mod intake;
+pub mod lobby;
+pub mod model;
+pub mod routes;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,87 @@
+//! `matchmaker serve | migrate | token`: reads settings, then hands over to the library.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use matchmaker::{
+    app::{self, Application, MIGRATOR},
+    auth,
+    config::{Cli, Command, Settings},
+    telemetry,
+};
+use tokio_util::sync::CancellationToken;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match Settings::load(&cli.overrides) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("matchmaker: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init(settings.log_format);
+    match run(cli.command.unwrap_or(Command::Serve), settings).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
+    match command {
+        Command::Token {
+            user_id,
+            username,
+            ttl_secs,
+        } => {
+            println!(
+                "{}",
+                auth::mint_token(&settings.secret_key, &user_id, &username, ttl_secs)
+            );
+            Ok(())
+        }
+        Command::Migrate => {
+            let db = app::pool(&settings)?;
+            MIGRATOR.run(&db).await?;
+            tracing::info!("migrations applied");
+            Ok(())
+        }
+        Command::Serve => {
+            let db = app::pool(&settings)?;
+            if settings.migrate_on_start {
+                MIGRATOR.run(&db).await?;
+            }
+            let listener = tokio::net::TcpListener::bind(settings.bind).await?;
+            let app = Application::build(settings, db, listener)?;
+            let shutdown = CancellationToken::new();
+            tokio::spawn(on_signal(shutdown.clone()));
+            app.run_until(shutdown).await
+        }
+    }
+}
+
+/// Cancels `shutdown` on Ctrl-C or SIGTERM.
+async fn on_signal(shutdown: CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+    tracing::info!("shutting down");
+    shutdown.cancel();
+}

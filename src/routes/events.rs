@@ -1,0 +1,185 @@
+//! Game-server events over HTTP (the alternative to the Redis stream): the same fields, the same
+//! code path, authorised by the product's `event_key`.
+
+use axum::{
+    Json,
+    body::Bytes,
+    extract::State,
+    http::{HeaderMap, StatusCode, header::AUTHORIZATION},
+};
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use crate::{
+    app::AppState,
+    auth::ProductRef,
+    error::{ApiError, ApiResult, Problem},
+    events::{self, Event, Outcome, RawEvent},
+};
+
+/// Most events accepted in one request.
+const MAX_EVENTS: usize = 1000;
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(post_events))
+}
+
+/// One event, as on the stream (SPEC §5). `product_id` may be left out: it defaults to the path's.
+#[derive(ToSchema)]
+#[schema(example = json!({"type": "state_change", "game_id": "3f0c9d5e2b7a4c1d9e8f7a6b5c4d3e2f", "new_state": "creator_joined"}))]
+#[allow(dead_code)] // documentation only: events are read as flat maps of strings
+struct EventIn {
+    /// `state_change`, `player_disconnect`, `game_removed`; other types are accepted and ignored.
+    #[schema(rename = "type")]
+    kind: String,
+    product_id: Option<String>,
+    game_id: Option<String>,
+    /// For `state_change`: `creator_joined`, `all_players_joined`, `in_progress` or `ended`.
+    new_state: Option<String>,
+    /// For `player_disconnect`.
+    player_id: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct EventResult {
+    /// Position of the event in the request.
+    index: usize,
+    outcome: Outcome,
+    /// Why a malformed event was refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"applied": 1, "results": [{"index": 0, "outcome": "applied"}]}))]
+struct EventResults {
+    /// How many events changed a game.
+    applied: usize,
+    /// One entry per event, in order.
+    results: Vec<EventResult>,
+}
+
+/// Report game-server events.
+///
+/// One event object or a list of them. Each is applied (or skipped, with the reason) exactly
+/// as if it had come through the Redis stream; all of one request are applied in one
+/// transaction.
+#[utoipa::path(
+    post,
+    path = "/game_servers/{product_id}/events",
+    tag = "game servers",
+    params(("product_id" = String, Path, description = "Product (game title) id.", example = "exrps")),
+    request_body(content = Vec<EventIn>, description = "One event or a list of events."),
+    security(("event_key" = [])),
+    responses(
+        (status = 200, description = "The outcome of each event.", body = EventResults),
+        (status = 400, description = "Unknown product, or a body that is not an event or a list of events.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or wrong `event_key`.", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The product has no `event_key`: HTTP event intake is off for it.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable; retry shortly.",
+            body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn post_events(
+    State(state): State<AppState>,
+    ProductRef(product): ProductRef,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<EventResults>> {
+    let Some(expected) = &product.event_key else {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "Event intake over HTTP is off for this product (no event_key configured).",
+        ));
+    };
+    let presented = headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    if !presented.is_some_and(|p| constant_time_eq(p.as_bytes(), expected.as_bytes())) {
+        return Err(ApiError::unauthorized(
+            "Game server not authorized: send `Authorization: Bearer <event_key>`.",
+        ));
+    }
+
+    let body: Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("The body is not JSON: {e}.")))?;
+    let items = match body {
+        Value::Array(items) => items,
+        object @ Value::Object(_) => vec![object],
+        _ => {
+            return Err(ApiError::bad_request(
+                "The body must be an event object or a list of event objects.",
+            ));
+        }
+    };
+    if items.len() > MAX_EVENTS {
+        return Err(ApiError::bad_request(format!(
+            "At most {MAX_EVENTS} events per request."
+        )));
+    }
+
+    let mut tx = state.db.begin().await?;
+    let mut results = Vec::with_capacity(items.len());
+    for (index, item) in items.into_iter().enumerate() {
+        let parsed = flatten(item, &product.product_id).and_then(|raw| Event::parse(&raw));
+        let (outcome, detail) = match parsed {
+            Ok(event) => (
+                events::apply(&mut tx, &event, &state.settings.expiry).await?,
+                None,
+            ),
+            Err(problem) => (Outcome::Malformed, Some(problem)),
+        };
+        results.push(EventResult {
+            index,
+            outcome,
+            detail,
+        });
+    }
+    tx.commit().await?;
+    let applied = results
+        .iter()
+        .filter(|r| r.outcome == Outcome::Applied)
+        .count();
+    Ok(Json(EventResults { applied, results }))
+}
+
+/// A JSON event as the stream's flat string map; the path's product fills in a missing one.
+fn flatten(item: Value, product_id: &str) -> Result<RawEvent, String> {
+    let Value::Object(fields) = item else {
+        return Err("an event must be a JSON object".into());
+    };
+    let mut raw = RawEvent::new();
+    for (key, value) in fields {
+        let text = match value {
+            Value::String(s) => s,
+            Value::Number(n) => n.to_string(),
+            Value::Bool(b) => b.to_string(),
+            Value::Null => continue,
+            _ => return Err(format!("field `{key}` must be a string")),
+        };
+        raw.insert(key, text);
+    }
+    match raw.get("product_id") {
+        None => {
+            raw.insert("product_id".into(), product_id.into());
+        }
+        Some(p) if p != product_id => {
+            return Err(format!(
+                "`product_id` {p:?} does not match the path's {product_id:?}"
+            ));
+        }
+        Some(_) => {}
+    }
+    Ok(raw)
+}
+
+/// Compares secrets without leaking, through timing, how much of them matched.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

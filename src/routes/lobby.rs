@@ -1,0 +1,139 @@
+//! The portal's lobby routes (SPEC §1), compatible with the Varcade Games matchmaker.
+
+use axum::{
+    Json,
+    extract::{Path, RawQuery, State},
+};
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use crate::{
+    app::AppState,
+    auth::{Player, ProductRef},
+    error::{ApiResult, Problem},
+    lobby,
+    model::{FullGame, PartialGame},
+};
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_game))
+        .routes(routes!(join_game))
+        .routes(routes!(open_games))
+}
+
+/// Create a game.
+///
+/// Creates a game on the product's game server with the caller as its creator. The game is
+/// listed once the creator has connected to the game server (state `creator_joined`).
+#[utoipa::path(
+    post,
+    path = "/game_lobby/{product_id}/create_game",
+    tag = "lobby",
+    params(("product_id" = String, Path, description = "Product (game title) id.", example = "exrps")),
+    request_body(content = Object, description = "Ignored; the portal sends `{\"game_type\":0,\"num_players\":2,\"creater_id\":...}`.",
+        example = json!({"game_type": 0, "num_players": 2})),
+    security(("player_token" = [])),
+    responses(
+        (status = 200, description = "The new game, with `target_game_server` (where to connect).", body = FullGame),
+        (status = 400, description = "`Game Lobby: Invalid product ID.` or `Unable to create game on target game server.`",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`Game Lobby: Not authorized.` (no `Authorization`) or `Game Lobby: Unable to fetch user profile for user. Relog may be required.` (bad token)",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "`Game Lobby: Error saving the game. Please contact support.`",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The game server could not be reached, timed out, or answered without a `gameToken`.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable; retry shortly.",
+            body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn create_game(
+    State(state): State<AppState>,
+    ProductRef(product): ProductRef,
+    player: Player,
+) -> ApiResult<Json<FullGame>> {
+    tracing::Span::current().record("product", product.product_id.as_str());
+    lobby::create_game(&state, &product, &player).await.map(Json)
+}
+
+/// Join a game.
+///
+/// Takes a free seat in a game in state `creator_joined`. Joining a game you already sit in
+/// answers the game as it is.
+#[utoipa::path(
+    post,
+    path = "/game_lobby/{product_id}/join_game/{game_id}",
+    tag = "lobby",
+    params(
+        ("product_id" = String, Path, description = "Product (game title) id.", example = "exrps"),
+        ("game_id" = String, Path, description = "Game id: 32 hexadecimal characters.", example = "3f0c9d5e2b7a4c1d9e8f7a6b5c4d3e2f"),
+    ),
+    security(("player_token" = [])),
+    responses(
+        (status = 200, description = "The game with the caller in `players`, and `target_game_server`.", body = FullGame),
+        (status = 400, description = "`Game Lobby: Invalid product ID.`, a malformed game id, \
+            `Unable to join game - invalid state: <state>. Required state: creator_joined`, \
+            `Unable to join game on target game server.` or `GameLobby: Cannot join game - it is no longer available`",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or bad token.", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`Game Lobby: Unable to join game - game not found. Game ID: \"<game_id>\", Product ID: <product_id>.`",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Every seat is taken, or other players hold the game right now.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The game server could not be reached or timed out.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable; retry shortly.",
+            body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn join_game(
+    State(state): State<AppState>,
+    ProductRef(product): ProductRef,
+    player: Player,
+    Path(path): Path<(String, String)>,
+) -> ApiResult<Json<FullGame>> {
+    let game_id = path.1;
+    tracing::Span::current().record("product", product.product_id.as_str());
+    lobby::join_game(&state, &product, &player, &game_id)
+        .await
+        .map(Json)
+}
+
+/// List open games.
+///
+/// Games of the product that can be joined (state `creator_joined` with a free seat), oldest
+/// in the lobby first. No authentication. An unknown product gives an empty list.
+#[utoipa::path(
+    get,
+    path = "/game_lobby/{product_id}/open_games",
+    tag = "lobby",
+    params(
+        ("product_id" = String, Path, description = "Product (game title) id.", example = "exrps"),
+        ("count" = Option<u32>, Query, description = "Games per page; default 10, at most 25.", example = 10),
+        ("page" = Option<u32>, Query, description = "Zero-based page number.", example = 0),
+    ),
+    responses(
+        (status = 200, description = "A page of open games.", body = [PartialGame]),
+        (status = 400, description = "`Invalid request - page size and entry count must be integers.` or a negative value.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable; retry shortly.",
+            body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn open_games(
+    State(state): State<AppState>,
+    Path(product_id): Path<String>,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Json<Vec<PartialGame>>> {
+    let (mut count, mut page) = (None, None);
+    for (key, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        match key.as_ref() {
+            "count" => count = Some(value.into_owned()),
+            "page" => page = Some(value.into_owned()),
+            _ => {}
+        }
+    }
+    lobby::open_games(&state, &product_id, count.as_deref(), page.as_deref())
+        .await
+        .map(Json)
+}

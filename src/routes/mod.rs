@@ -1,0 +1,146 @@
+//! The HTTP surface: every route is declared together with its OpenAPI documentation
+//! (`utoipa-axum`), then served with Swagger UI.
+
+mod events;
+mod health;
+mod lobby;
+
+use std::time::Duration;
+
+use axum::{
+    Router,
+    extract::{MatchedPath, Request},
+    http::{HeaderName, HeaderValue, Method, StatusCode, header},
+};
+use tower_http::{
+    cors::{AllowOrigin, Any, CorsLayer},
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    trace::TraceLayer,
+};
+use utoipa::{
+    Modify, OpenApi,
+    openapi::security::{Http, HttpAuthScheme, SecurityScheme},
+};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::{app::AppState, error::problem};
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "matchmaker",
+        description = "Lobby and matchmaking for multiplayer web games. Players list, create and \
+            join games with the portal's token (`Authorization: Bearer <jwt>`); game servers \
+            report what players do through `/game_servers/{product_id}/events` or a Redis stream.",
+        license(name = "MIT")
+    ),
+    modifiers(&SecuritySchemes),
+    tags(
+        (name = "lobby", description = "The game portal's lobby (compatible with the Varcade Games matchmaker)."),
+        (name = "game servers", description = "Events reported by game servers."),
+        (name = "operations", description = "Health and readiness.")
+    )
+)]
+struct ApiDoc;
+
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let mut player = Http::new(HttpAuthScheme::Bearer);
+        player.bearer_format = Some("JWT".into());
+        player.description = Some(
+            "The portal's access token (HS256). `Token <jwt>` is accepted as well.".into(),
+        );
+        components.add_security_scheme("player_token", SecurityScheme::Http(player));
+        let mut game_server = Http::new(HttpAuthScheme::Bearer);
+        game_server.description = Some("The product's configured `event_key`.".into());
+        components.add_security_scheme("event_key", SecurityScheme::Http(game_server));
+    }
+}
+
+/// The API's routes and their OpenAPI document.
+pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(lobby::routes())
+        .merge(events::routes())
+        .merge(health::routes())
+        .split_for_parts()
+}
+
+/// The whole service: API, documentation, and the layers every request goes through.
+pub fn router(state: AppState) -> Router {
+    let (api, openapi) = api();
+    let cors = cors(&state.settings.cors_origins);
+    Router::new()
+        .merge(SwaggerUi::new("/swagger-ui").url("/api-docs/openapi.json", openapi))
+        .merge(api)
+        .fallback(|| async { problem(StatusCode::NOT_FOUND, "No such route.") })
+        .method_not_allowed_fallback(|| async {
+            problem(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed on this route.")
+        })
+        .layer(cors)
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|req: &Request| {
+                    let route = req
+                        .extensions()
+                        .get::<MatchedPath>()
+                        .map(MatchedPath::as_str)
+                        .unwrap_or("unmatched");
+                    let request_id = req
+                        .headers()
+                        .get(&REQUEST_ID)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("");
+                    tracing::info_span!(
+                        "request",
+                        method = %req.method(),
+                        route,
+                        request_id,
+                        product = tracing::field::Empty,
+                        game_id = tracing::field::Empty,
+                        player = tracing::field::Empty,
+                    )
+                })
+                .on_response(
+                    |res: &axum::response::Response, latency: Duration, _span: &tracing::Span| {
+                        tracing::info!(
+                            status = res.status().as_u16(),
+                            latency_ms = latency.as_secs_f64() * 1000.0,
+                            "response"
+                        );
+                    },
+                ),
+        )
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .with_state(state)
+}
+
+fn cors(origins: &[String]) -> CorsLayer {
+    let layer = CorsLayer::new()
+        .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            HeaderName::from_static("idempotency-key"),
+            REQUEST_ID,
+        ])
+        .expose_headers([REQUEST_ID])
+        .max_age(Duration::from_secs(3600));
+    if origins.is_empty() || origins.iter().any(|o| o == "*") {
+        layer.allow_origin(Any)
+    } else {
+        // Validated at start-up, so every origin is a valid header value.
+        let list: Vec<HeaderValue> = origins
+            .iter()
+            .filter_map(|o| HeaderValue::from_str(o).ok())
+            .collect();
+        layer.allow_origin(AllowOrigin::list(list))
+    }
+}

@@ -1,0 +1,312 @@
+//! `games` and `game_players`: the lobby's state.
+//!
+//! `games.seats_taken` is maintained by a trigger on `game_players`; nothing here writes it.
+//! Expiry times are passed in seconds and every change restarts the game's clock (`expires_at`).
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::{PgConnection, PgExecutor};
+use uuid::Uuid;
+
+use crate::model::{Game, GameState};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type)]
+#[sqlx(type_name = "seat_status", rename_all = "snake_case")]
+pub enum SeatStatus {
+    Reserved,
+    Held,
+}
+
+/// What a joiner needs to know about a game it has locked.
+#[derive(Debug)]
+pub struct JoinTarget {
+    pub state: GameState,
+    pub num_players: i32,
+    pub seats_taken: i32,
+    /// The joiner's own seat in this game, if it has one.
+    pub my_seat: Option<SeatStatus>,
+}
+
+pub struct NewGame<'a> {
+    pub game_id: Uuid,
+    pub product_id: &'a str,
+    pub creator_id: &'a str,
+    pub creator_name: &'a str,
+    pub num_players: i32,
+    pub settings: &'a Value,
+    pub token: &'a str,
+    pub expires_in_secs: f64,
+}
+
+/// Inserts a game in state `created` with its creator in seat 0; returns its `updated_at`.
+pub async fn insert(db: impl PgExecutor<'_>, g: &NewGame<'_>) -> sqlx::Result<DateTime<Utc>> {
+    sqlx::query_scalar!(
+        r#"
+        with g as (
+            insert into games (game_id, product_id, creator_id, creator_name, num_players,
+                               settings, token, expires_at)
+            values ($1, $2, $3, $4, $5, $6, $7, now() + make_interval(secs => $8))
+            returning game_id, num_players, creator_id, creator_name, updated_at
+        ), creator as (
+            insert into game_players (game_id, num_players, player_id, username, seat, status)
+            select game_id, num_players, creator_id, creator_name, 0, 'held' from g
+        )
+        select updated_at as "updated_at!" from g
+        "#,
+        g.game_id,
+        g.product_id,
+        g.creator_id,
+        g.creator_name,
+        g.num_players,
+        g.settings,
+        g.token,
+        g.expires_in_secs,
+    )
+    .fetch_one(db)
+    .await
+}
+
+/// One game of a product, with its held players.
+pub async fn fetch(
+    db: impl PgExecutor<'_>,
+    game_id: Uuid,
+    product_id: &str,
+) -> sqlx::Result<Option<Game>> {
+    sqlx::query_as!(
+        Game,
+        r#"
+        select g.game_id, g.product_id, g.creator_id, g.creator_name, g.num_players,
+               g.seats_taken, g.settings, g.token, g.state as "state: GameState",
+               g.updated_at, g.lobby_at,
+               array(select p.player_id from game_players p
+                     where p.game_id = g.game_id and p.status = 'held'
+                     order by p.joined_at, p.seat) as "players!"
+        from games g
+        where g.game_id = $1 and g.product_id = $2
+        "#,
+        game_id,
+        product_id
+    )
+    .fetch_optional(db)
+    .await
+}
+
+/// A page of the lobby: joinable games, oldest in the lobby first (served by `games_open_idx`).
+pub async fn open_page(
+    db: impl PgExecutor<'_>,
+    product_id: &str,
+    limit: i64,
+    offset: i64,
+) -> sqlx::Result<Vec<Game>> {
+    sqlx::query_as!(
+        Game,
+        r#"
+        select g.game_id, g.product_id, g.creator_id, g.creator_name, g.num_players,
+               g.seats_taken, g.settings, g.token, g.state as "state: GameState",
+               g.updated_at, g.lobby_at,
+               array(select p.player_id from game_players p
+                     where p.game_id = g.game_id and p.status = 'held'
+                     order by p.joined_at, p.seat) as "players!"
+        from games g
+        where g.product_id = $1 and g.state = 'creator_joined' and g.seats_taken < g.num_players
+        order by g.lobby_at, g.game_id
+        limit $2 offset $3
+        "#,
+        product_id,
+        limit,
+        offset
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// Locks a game for a join without waiting: `None` when it does not exist *or* another
+/// transaction holds it (tell them apart with [`exists`]).
+pub async fn lock_for_join(
+    conn: &mut PgConnection,
+    game_id: Uuid,
+    product_id: &str,
+    player_id: &str,
+) -> sqlx::Result<Option<JoinTarget>> {
+    sqlx::query_as!(
+        JoinTarget,
+        r#"
+        select g.state as "state: GameState", g.num_players, g.seats_taken,
+               (select p.status from game_players p
+                where p.game_id = g.game_id and p.player_id = $3) as "my_seat: SeatStatus"
+        from games g
+        where g.game_id = $1 and g.product_id = $2
+        for update of g skip locked
+        "#,
+        game_id,
+        product_id,
+        player_id
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+pub async fn exists(db: impl PgExecutor<'_>, game_id: Uuid, product_id: &str) -> sqlx::Result<bool> {
+    sqlx::query_scalar!(
+        r#"select exists(select 1 from games where game_id = $1 and product_id = $2) as "exists!""#,
+        game_id,
+        product_id
+    )
+    .fetch_one(db)
+    .await
+}
+
+/// Reserves the lowest free seat; call with the game locked. `None` when every seat is taken.
+pub async fn reserve_seat(
+    conn: &mut PgConnection,
+    game_id: Uuid,
+    player_id: &str,
+    username: &str,
+    expires_in_secs: f64,
+) -> sqlx::Result<Option<i32>> {
+    sqlx::query_scalar!(
+        r#"
+        with seat as (
+            insert into game_players (game_id, num_players, player_id, username, seat, status)
+            select g.game_id, g.num_players, $2, $3, s.n, 'reserved'
+            from games g, generate_series(0, g.num_players - 1) as s(n)
+            where g.game_id = $1
+              and not exists (select 1 from game_players p where p.game_id = g.game_id and p.seat = s.n)
+            order by s.n
+            limit 1
+            returning seat
+        ), touch as (
+            update games set updated_at = now(), expires_at = now() + make_interval(secs => $4)
+            where game_id = $1 and exists (select 1 from seat)
+        )
+        select seat from seat
+        "#,
+        game_id,
+        player_id,
+        username,
+        expires_in_secs
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+/// Turns a reservation into a held seat; false when the reservation is gone.
+pub async fn hold_seat(db: impl PgExecutor<'_>, game_id: Uuid, player_id: &str) -> sqlx::Result<bool> {
+    let held = sqlx::query_scalar!(
+        r#"
+        with held as (
+            update game_players set status = 'held'
+            where game_id = $1 and player_id = $2 and status = 'reserved'
+            returning game_id
+        )
+        update games set updated_at = now()
+        where game_id in (select game_id from held)
+        returning game_id
+        "#,
+        game_id,
+        player_id
+    )
+    .fetch_optional(db)
+    .await?;
+    Ok(held.is_some())
+}
+
+/// Gives a reserved seat back (the game server refused the join).
+pub async fn release_reservation(
+    db: impl PgExecutor<'_>,
+    game_id: Uuid,
+    player_id: &str,
+    expires_in_secs: f64,
+) -> sqlx::Result<bool> {
+    let released = sqlx::query_scalar!(
+        r#"
+        with gone as (
+            delete from game_players
+            where game_id = $1 and player_id = $2 and status = 'reserved'
+            returning game_id
+        )
+        update games set updated_at = now(), expires_at = now() + make_interval(secs => $3)
+        where game_id in (select game_id from gone)
+        returning game_id
+        "#,
+        game_id,
+        player_id,
+        expires_in_secs
+    )
+    .fetch_optional(db)
+    .await?;
+    Ok(released.is_some())
+}
+
+/// State and creator of a game, locked for an event to change it.
+pub async fn lock_for_event(
+    conn: &mut PgConnection,
+    game_id: Uuid,
+    product_id: &str,
+) -> sqlx::Result<Option<(GameState, String)>> {
+    let row = sqlx::query!(
+        r#"
+        select state as "state: GameState", creator_id from games
+        where game_id = $1 and product_id = $2
+        for update
+        "#,
+        game_id,
+        product_id
+    )
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(|r| (r.state, r.creator_id)))
+}
+
+/// Moves a game to `state`; entering `creator_joined` lists it (the first time sets `lobby_at`).
+pub async fn set_state(
+    conn: &mut PgConnection,
+    game_id: Uuid,
+    state: GameState,
+    expires_in_secs: f64,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        r#"
+        update games
+        set state = $2, state_changed_at = now(), updated_at = now(),
+            expires_at = now() + make_interval(secs => $3),
+            lobby_at = case when $2 = 'creator_joined'::game_state
+                            then coalesce(lobby_at, now()) else lobby_at end
+        where game_id = $1
+        "#,
+        game_id,
+        state as GameState,
+        expires_in_secs
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Frees a player's seat (reserved or held); false when the player had none.
+pub async fn remove_player(
+    conn: &mut PgConnection,
+    game_id: Uuid,
+    player_id: &str,
+) -> sqlx::Result<bool> {
+    let removed = sqlx::query!(
+        "delete from game_players where game_id = $1 and player_id = $2",
+        game_id,
+        player_id
+    )
+    .execute(conn)
+    .await?;
+    Ok(removed.rows_affected() > 0)
+}
+
+/// Deletes a game and its seats; false when there was none.
+pub async fn delete(db: impl PgExecutor<'_>, game_id: Uuid, product_id: &str) -> sqlx::Result<bool> {
+    let deleted = sqlx::query!(
+        "delete from games where game_id = $1 and product_id = $2",
+        game_id,
+        product_id
+    )
+    .execute(db)
+    .await?;
+    Ok(deleted.rows_affected() > 0)
+}

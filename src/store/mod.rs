@@ -1,0 +1,5 @@
+//! Every SQL statement of the service, one module per table group, all checked at compile time
+//! against the migrations (`.sqlx/` holds the offline data).
+
+pub mod cursor;
+pub mod games;

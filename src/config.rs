@@ -54,13 +54,23 @@ pub struct Overrides {
     #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
     pub database_url: Option<String>,
     /// HS256 secret shared with the portal [toml: secret_key] (required)
-    #[arg(long, env = "MATCHMAKER_SECRET_KEY", global = true, hide_env_values = true)]
+    #[arg(
+        long,
+        env = "MATCHMAKER_SECRET_KEY",
+        global = true,
+        hide_env_values = true
+    )]
     pub secret_key: Option<String>,
     /// Refuse tokens without `exp` [toml: require_token_expiry] [default: false]
     #[arg(long, env = "MATCHMAKER_REQUIRE_TOKEN_EXPIRY", global = true, value_parser = BoolishValueParser::new())]
     pub require_token_expiry: Option<bool>,
     /// Redis URL (with database number) of the game-event stream; unset = stream intake off [toml: event_stream_url]
-    #[arg(long, env = "MATCHMAKER_EVENT_STREAM_URL", global = true, hide_env_values = true)]
+    #[arg(
+        long,
+        env = "MATCHMAKER_EVENT_STREAM_URL",
+        global = true,
+        hide_env_values = true
+    )]
     pub event_stream_url: Option<String>,
     /// Redis stream key [toml: event_stream_key] [default: game_event_stream]
     #[arg(long, env = "MATCHMAKER_EVENT_STREAM_KEY", global = true)]
@@ -75,7 +85,12 @@ pub struct Overrides {
     #[arg(long, env = "MATCHMAKER_LOBBY_MAX_PAGE_SIZE", global = true)]
     pub lobby_max_page_size: Option<u32>,
     /// Allowed CORS origins, comma-separated; empty = any [toml: cors_origins] [default: any]
-    #[arg(long, env = "MATCHMAKER_CORS_ORIGINS", global = true, value_delimiter = ',')]
+    #[arg(
+        long,
+        env = "MATCHMAKER_CORS_ORIGINS",
+        global = true,
+        value_delimiter = ','
+    )]
     pub cors_origins: Option<Vec<String>>,
     /// Apply pending migrations when `serve` starts [toml: migrate_on_start] [default: true]
     #[arg(long, env = "MATCHMAKER_MIGRATE_ON_START", global = true, value_parser = BoolishValueParser::new())]
@@ -244,7 +259,10 @@ impl fmt::Debug for Settings {
             .field("database_max_connections", &self.database_max_connections)
             .field("secret_key", &"<redacted>")
             .field("require_token_expiry", &self.require_token_expiry)
-            .field("event_stream_url", &self.event_stream_url.as_ref().map(|_| "<redacted>"))
+            .field(
+                "event_stream_url",
+                &self.event_stream_url.as_ref().map(|_| "<redacted>"),
+            )
             .field("event_stream_key", &self.event_stream_key)
             .field("game_server_timeout", &self.game_server_timeout)
             .field("lobby_page_size", &self.lobby_page_size)
@@ -299,9 +317,12 @@ impl Settings {
 
     fn resolve(file: FileConfig, o: &Overrides) -> Result<Self, ConfigError> {
         let bind_text = pick(&o.bind, file.bind).unwrap_or_else(|| "0.0.0.0:5050".into());
-        let bind = bind_text
-            .parse()
-            .map_err(|e| bad("bind", format!("{bind_text:?} is not an address:port ({e})")))?;
+        let bind = bind_text.parse().map_err(|e| {
+            bad(
+                "bind",
+                format!("{bind_text:?} is not an address:port ({e})"),
+            )
+        })?;
 
         let database_url = pick(&o.database_url, file.database_url)
             .filter(|s| !s.is_empty())
@@ -333,7 +354,8 @@ impl Settings {
             return Err(bad("event_stream_key", "must not be empty"));
         }
 
-        let timeout_ms = pick(&o.game_server_timeout_ms, file.game_server_timeout_ms).unwrap_or(5000);
+        let timeout_ms =
+            pick(&o.game_server_timeout_ms, file.game_server_timeout_ms).unwrap_or(5000);
         if timeout_ms == 0 {
             return Err(bad("game_server_timeout_ms", "must be at least 1"));
         }
@@ -493,8 +515,12 @@ fn product(index: usize, g: FileGame) -> Result<Product, ConfigError> {
             ),
         ));
     }
-    let url = reqwest::Url::parse(&g.game_server_url)
-        .map_err(|e| bad(key("game_server_url"), format!("{:?}: {e}", g.game_server_url)))?;
+    let url = reqwest::Url::parse(&g.game_server_url).map_err(|e| {
+        bad(
+            key("game_server_url"),
+            format!("{:?}: {e}", g.game_server_url),
+        )
+    })?;
     if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
         return Err(bad(
             key("game_server_url"),

@@ -109,7 +109,11 @@ impl Event {
 }
 
 /// Applies one event inside the caller's transaction.
-pub async fn apply(conn: &mut PgConnection, event: &Event, expiry: &Expiry) -> sqlx::Result<Outcome> {
+pub async fn apply(
+    conn: &mut PgConnection,
+    event: &Event,
+    expiry: &Expiry,
+) -> sqlx::Result<Outcome> {
     let outcome = match event {
         Event::StateChange {
             product_id,
@@ -183,7 +187,13 @@ mod tests {
             ("new_state", "creator_joined"),
         ]))
         .unwrap();
-        assert!(matches!(e, Event::StateChange { new_state: GameState::CreatorJoined, .. }));
+        assert!(matches!(
+            e,
+            Event::StateChange {
+                new_state: GameState::CreatorJoined,
+                ..
+            }
+        ));
         assert!(
             Event::parse(&raw(&[("type", "game_removed"), ("product_id", "x")]))
                 .unwrap_err()

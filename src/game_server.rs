@@ -118,7 +118,11 @@ impl GameServerClient {
         user_id: &str,
     ) -> Result<(), GameServerError> {
         match self
-            .post::<serde_json::Value>(base, "remove_player", &RemovePlayerCall { game_id, user_id })
+            .post::<serde_json::Value>(
+                base,
+                "remove_player",
+                &RemovePlayerCall { game_id, user_id },
+            )
             .await
         {
             Ok(_) | Err(GameServerError::Refused { status: 404, .. }) => Ok(()),

@@ -25,7 +25,11 @@ const LOCK_ATTEMPTS: u32 = 5;
 pub const GONE: &str = "GameLobby: Cannot join game - it is no longer available";
 
 /// Creates a game on the product's game server, then records it.
-pub async fn create_game(state: &AppState, product: &Product, player: &Player) -> ApiResult<FullGame> {
+pub async fn create_game(
+    state: &AppState,
+    product: &Product,
+    player: &Player,
+) -> ApiResult<FullGame> {
     let game_id = Uuid::new_v4();
     let id_text = game_id_text(game_id);
     tracing::Span::current().record("game_id", id_text.as_str());
@@ -202,8 +206,14 @@ async fn reserve(
         if target.seats_taken >= target.num_players {
             return Err(full());
         }
-        let seat = store::reserve_seat(&mut tx, game_id, &player.user_id, &player.username, expiry_secs)
-            .await?;
+        let seat = store::reserve_seat(
+            &mut tx,
+            game_id,
+            &player.user_id,
+            &player.username,
+            expiry_secs,
+        )
+        .await?;
         if seat.is_none() {
             return Err(full());
         }
@@ -297,10 +307,30 @@ mod tests {
             parse_paging(Some("99999999999999999999999")).unwrap(),
             Some(u64::MAX)
         );
-        assert!(parse_paging(Some("abc")).unwrap_err().detail.contains("integers"));
-        assert!(parse_paging(Some("1.5")).unwrap_err().detail.contains("integers"));
-        assert!(parse_paging(Some("")).unwrap_err().detail.contains("integers"));
-        assert!(parse_paging(Some("-3")).unwrap_err().detail.contains("negative"));
+        assert!(
+            parse_paging(Some("abc"))
+                .unwrap_err()
+                .detail
+                .contains("integers")
+        );
+        assert!(
+            parse_paging(Some("1.5"))
+                .unwrap_err()
+                .detail
+                .contains("integers")
+        );
+        assert!(
+            parse_paging(Some(""))
+                .unwrap_err()
+                .detail
+                .contains("integers")
+        );
+        assert!(
+            parse_paging(Some("-3"))
+                .unwrap_err()
+                .detail
+                .contains("negative")
+        );
     }
 
     #[test]

@@ -38,11 +38,9 @@ async fn healthz() -> Json<Health> {
     ))]
 async fn readyz(State(state): State<AppState>) -> axum::response::Response {
     let expected = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
-    let applied = sqlx::query_scalar!(
-        "select max(version) from _sqlx_migrations where success"
-    )
-    .fetch_one(&state.db)
-    .await;
+    let applied = sqlx::query_scalar!("select max(version) from _sqlx_migrations where success")
+        .fetch_one(&state.db)
+        .await;
     match applied {
         Ok(Some(v)) if v >= expected => Json(Health { status: "ready" }).into_response(),
         Ok(_) => problem(

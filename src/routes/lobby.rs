@@ -53,7 +53,9 @@ async fn create_game(
     player: Player,
 ) -> ApiResult<Json<FullGame>> {
     tracing::Span::current().record("product", product.product_id.as_str());
-    lobby::create_game(&state, &product, &player).await.map(Json)
+    lobby::create_game(&state, &product, &player)
+        .await
+        .map(Json)
 }
 
 /// Join a game.

@@ -53,9 +53,8 @@ impl Modify for SecuritySchemes {
         let components = openapi.components.get_or_insert_with(Default::default);
         let mut player = Http::new(HttpAuthScheme::Bearer);
         player.bearer_format = Some("JWT".into());
-        player.description = Some(
-            "The portal's access token (HS256). `Token <jwt>` is accepted as well.".into(),
-        );
+        player.description =
+            Some("The portal's access token (HS256). `Token <jwt>` is accepted as well.".into());
         components.add_security_scheme("player_token", SecurityScheme::Http(player));
         let mut game_server = Http::new(HttpAuthScheme::Bearer);
         game_server.description = Some("The product's configured `event_key`.".into());
@@ -81,7 +80,10 @@ pub fn router(state: AppState) -> Router {
         .merge(api)
         .fallback(|| async { problem(StatusCode::NOT_FOUND, "No such route.") })
         .method_not_allowed_fallback(|| async {
-            problem(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed on this route.")
+            problem(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "Method not allowed on this route.",
+            )
         })
         .layer(cors)
         .layer(

@@ -146,7 +146,11 @@ pub async fn lock_for_join(
     .await
 }
 
-pub async fn exists(db: impl PgExecutor<'_>, game_id: Uuid, product_id: &str) -> sqlx::Result<bool> {
+pub async fn exists(
+    db: impl PgExecutor<'_>,
+    game_id: Uuid,
+    product_id: &str,
+) -> sqlx::Result<bool> {
     sqlx::query_scalar!(
         r#"select exists(select 1 from games where game_id = $1 and product_id = $2) as "exists!""#,
         game_id,
@@ -191,7 +195,11 @@ pub async fn reserve_seat(
 }
 
 /// Turns a reservation into a held seat; false when the reservation is gone.
-pub async fn hold_seat(db: impl PgExecutor<'_>, game_id: Uuid, player_id: &str) -> sqlx::Result<bool> {
+pub async fn hold_seat(
+    db: impl PgExecutor<'_>,
+    game_id: Uuid,
+    player_id: &str,
+) -> sqlx::Result<bool> {
     let held = sqlx::query_scalar!(
         r#"
         with held as (
@@ -300,7 +308,11 @@ pub async fn remove_player(
 }
 
 /// Deletes a game and its seats; false when there was none.
-pub async fn delete(db: impl PgExecutor<'_>, game_id: Uuid, product_id: &str) -> sqlx::Result<bool> {
+pub async fn delete(
+    db: impl PgExecutor<'_>,
+    game_id: Uuid,
+    product_id: &str,
+) -> sqlx::Result<bool> {
     let deleted = sqlx::query!(
         "delete from games where game_id = $1 and product_id = $2",
         game_id,

@@ -1,0 +1,10 @@
+//! Integration tests: one binary, a fresh database per test (`#[sqlx::test]`).
+
+mod auth;
+mod create;
+mod events;
+mod health;
+mod helpers;
+mod join;
+mod open_games;
+mod stream;

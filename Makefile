@@ -1,0 +1,41 @@
+# matchmaker: the two commands a newcomer needs are `make run` and `make test`.
+# Without DATABASE_URL / REDIS_URL, both start throwaway servers under target/services/.
+
+SHELL := /bin/bash
+export SQLX_OFFLINE ?= true
+DEV_SECRET ?= dev-secret-change-me
+CARGO ?= cargo
+
+.PHONY: run test lint prepare migrate build clean-services
+
+build:
+	$(CARGO) build --bins
+
+## Serve on :5050 with the demo game server on :8080 (config/dev.toml).
+run: build
+	@scripts/with-services.sh --redis --db matchmaker --durable -- scripts/run-dev.sh
+
+## The whole test suite (unit + integration) against real Postgres and Redis.
+test:
+	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
+	  scripts/with-services.sh --redis -- $(CARGO) nextest run --no-fail-fast; \
+	else \
+	  scripts/with-services.sh --redis -- $(CARGO) test --no-fail-fast; \
+	fi
+
+lint:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+## Regenerate .sqlx/ (sqlx's offline query data); needs sqlx-cli 0.8.
+prepare:
+	@command -v sqlx >/dev/null || { echo "install sqlx-cli: cargo install sqlx-cli --version 0.8.6 --no-default-features --features postgres,rustls"; exit 1; }
+	scripts/with-services.sh -- bash -c 'sqlx migrate run && SQLX_OFFLINE=false $(CARGO) sqlx prepare -- --all-targets'
+
+## Apply migrations to $$DATABASE_URL.
+migrate:
+	@test -n "$$DATABASE_URL" || { echo "set DATABASE_URL"; exit 1; }
+	$(CARGO) run --bin matchmaker -- migrate
+
+clean-services:
+	rm -rf target/services

@@ -19,7 +19,7 @@ use crate::{
     auth::Authenticator,
     config::{Product, Settings},
     game_server::GameServerClient,
-    intake, routes,
+    intake, lifecycle, routes,
 };
 
 /// The migrations in `migrations/`, embedded for `matchmaker migrate` and start-up.
@@ -117,6 +117,11 @@ impl Application {
                 shutdown.clone(),
             ));
         }
+        tasks.spawn(lifecycle::run_reaper(self.state.clone(), shutdown.clone()));
+        tasks.spawn(lifecycle::run_dispatcher(
+            self.state.clone(),
+            shutdown.clone(),
+        ));
         tracing::info!(address = %self.listener.local_addr()?, "serving");
         let serve = axum::serve(
             self.listener,

@@ -113,6 +113,21 @@ pub struct Overrides {
     /// Seconds a game may stay `ended` [toml: expiry.ended] [default: 300]
     #[arg(long, env = "MATCHMAKER_EXPIRY__ENDED", global = true)]
     pub expiry_ended: Option<u64>,
+    /// How often the reaper looks for expired games, in ms [toml: reaper_interval_ms] [default: 1000]
+    #[arg(long, env = "MATCHMAKER_REAPER_INTERVAL_MS", global = true)]
+    pub reaper_interval_ms: Option<u64>,
+    /// Age at which an unconfirmed seat reservation is released, in ms (more than game_server_timeout_ms) [toml: reservation_timeout_ms] [default: 15000]
+    #[arg(long, env = "MATCHMAKER_RESERVATION_TIMEOUT_MS", global = true)]
+    pub reservation_timeout_ms: Option<u64>,
+    /// Attempts at an owed game-server call before giving up [toml: outbox_max_attempts] [default: 10]
+    #[arg(long, env = "MATCHMAKER_OUTBOX_MAX_ATTEMPTS", global = true)]
+    pub outbox_max_attempts: Option<u32>,
+    /// First retry delay of an owed game-server call, in ms; doubles per attempt [toml: outbox_backoff_ms] [default: 500]
+    #[arg(long, env = "MATCHMAKER_OUTBOX_BACKOFF_MS", global = true)]
+    pub outbox_backoff_ms: Option<u64>,
+    /// Longest graceful shutdown, in ms [toml: shutdown_timeout_ms] [default: 10000]
+    #[arg(long, env = "MATCHMAKER_SHUTDOWN_TIMEOUT_MS", global = true)]
+    pub shutdown_timeout_ms: Option<u64>,
     /// Log format, `text` or `json` [toml: log_format] [default: text]
     #[arg(long, env = "MATCHMAKER_LOG_FORMAT", global = true)]
     pub log_format: Option<String>,
@@ -145,6 +160,11 @@ struct FileConfig {
     migrate_on_start: Option<bool>,
     database_max_connections: Option<u32>,
     log_format: Option<String>,
+    reaper_interval_ms: Option<u64>,
+    reservation_timeout_ms: Option<u64>,
+    outbox_max_attempts: Option<u32>,
+    outbox_backoff_ms: Option<u64>,
+    shutdown_timeout_ms: Option<u64>,
     expiry: Option<FileExpiry>,
     games: Option<Vec<FileGame>>,
 }
@@ -248,6 +268,11 @@ pub struct Settings {
     pub migrate_on_start: bool,
     pub log_format: LogFormat,
     pub expiry: Expiry,
+    pub reaper_interval: Duration,
+    pub reservation_timeout: Duration,
+    pub outbox_max_attempts: u32,
+    pub outbox_backoff: Duration,
+    pub shutdown_timeout: Duration,
     pub products: Vec<Product>,
 }
 
@@ -271,6 +296,11 @@ impl fmt::Debug for Settings {
             .field("migrate_on_start", &self.migrate_on_start)
             .field("log_format", &self.log_format)
             .field("expiry", &self.expiry)
+            .field("reaper_interval", &self.reaper_interval)
+            .field("reservation_timeout", &self.reservation_timeout)
+            .field("outbox_max_attempts", &self.outbox_max_attempts)
+            .field("outbox_backoff", &self.outbox_backoff)
+            .field("shutdown_timeout", &self.shutdown_timeout)
             .field("products", &self.products)
             .finish()
     }
@@ -434,6 +464,49 @@ impl Settings {
             ended: expiry_of("ended", &o.expiry_ended, fe.ended, 300)?,
         };
 
+        let millis = |key: &str, over: &Option<u64>, file: Option<u64>, default: u64| {
+            let ms = pick(over, file).unwrap_or(default);
+            if ms == 0 {
+                return Err(bad(key, "must be at least 1"));
+            }
+            Ok(Duration::from_millis(ms))
+        };
+        let reaper_interval = millis(
+            "reaper_interval_ms",
+            &o.reaper_interval_ms,
+            file.reaper_interval_ms,
+            1000,
+        )?;
+        let reservation_timeout = millis(
+            "reservation_timeout_ms",
+            &o.reservation_timeout_ms,
+            file.reservation_timeout_ms,
+            15_000,
+        )?;
+        if reservation_timeout.as_millis() <= u128::from(timeout_ms) {
+            return Err(bad(
+                "reservation_timeout_ms",
+                "must be longer than game_server_timeout_ms (a join in flight must not lose its seat)",
+            ));
+        }
+        let outbox_backoff = millis(
+            "outbox_backoff_ms",
+            &o.outbox_backoff_ms,
+            file.outbox_backoff_ms,
+            500,
+        )?;
+        let shutdown_timeout = millis(
+            "shutdown_timeout_ms",
+            &o.shutdown_timeout_ms,
+            file.shutdown_timeout_ms,
+            10_000,
+        )?;
+        let outbox_max_attempts =
+            pick(&o.outbox_max_attempts, file.outbox_max_attempts).unwrap_or(10);
+        if outbox_max_attempts == 0 {
+            return Err(bad("outbox_max_attempts", "must be at least 1"));
+        }
+
         let products = match file.games {
             Some(games) => games
                 .into_iter()
@@ -468,6 +541,11 @@ impl Settings {
             migrate_on_start: pick(&o.migrate_on_start, file.migrate_on_start).unwrap_or(true),
             log_format,
             expiry,
+            reaper_interval,
+            reservation_timeout,
+            outbox_max_attempts,
+            outbox_backoff,
+            shutdown_timeout,
             products,
         })
     }

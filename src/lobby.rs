@@ -16,7 +16,10 @@ use crate::{
     error::{ApiError, ApiResult},
     game_server::GameServerError,
     model::{FullGame, Game, GameState, PartialGame, game_id_text},
-    store::games::{self as store, NewGame, SeatStatus},
+    store::{
+        games::{self as store, NewGame, SeatStatus},
+        outbox,
+    },
 };
 
 /// How often a join retries a game row another join holds, before answering 409.
@@ -65,13 +68,19 @@ pub async fn create_game(
         Ok(t) => t,
         Err(e) => {
             tracing::error!(error = %e, game_id = %id_text, "saving a created game failed; removing it from the game server");
-            let client = state.game_servers.clone();
-            let url = product.game_server_url.clone();
-            tokio::spawn(async move {
-                if let Err(e) = client.remove_game(&url, &id_text).await {
-                    tracing::error!(error = %e, game_id = %id_text, "could not remove an unsaved game from its game server");
-                }
-            });
+            // Owe the removal durably if the database still takes writes, else try once now.
+            if outbox::owe_remove_game(&state.db, &product.product_id, game_id)
+                .await
+                .is_err()
+            {
+                let client = state.game_servers.clone();
+                let url = product.game_server_url.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = client.remove_game(&url, &id_text).await {
+                        tracing::error!(error = %e, game_id = %id_text, "could not remove an unsaved game from its game server");
+                    }
+                });
+            }
             return Err(ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "Game Lobby: Error saving the game. Please contact support.",
@@ -142,11 +151,12 @@ pub async fn join_game(
         )
         .await;
     if let Err(e) = answer {
-        if let Err(db) =
-            store::release_reservation(&state.db, game_id, &player.user_id, expiry).await
-        {
+        // A refusal means the game server did not seat the player. After a fault it may have:
+        // owe it a remove_player in the same transaction that frees the seat.
+        let owe_removal = !matches!(e, GameServerError::Refused { .. });
+        if let Err(db) = release(state, product, player, game_id, expiry, owe_removal).await {
             // The reaper frees reservations that outlive their time; nothing is lost.
-            tracing::error!(error = %db, "could not release a refused reservation");
+            tracing::error!(error = %db, "could not release a failed reservation");
         }
         return Err(match e {
             GameServerError::Refused { .. } => {
@@ -163,6 +173,23 @@ pub async fn join_game(
         .await?
         .ok_or_else(|| ApiError::bad_request(GONE))?;
     Ok(game.full(&product.game_server_url, Some(&product.game_socket_url)))
+}
+
+async fn release(
+    state: &AppState,
+    product: &Product,
+    player: &Player,
+    game_id: Uuid,
+    expiry_secs: f64,
+    owe_removal: bool,
+) -> sqlx::Result<()> {
+    let mut tx = state.db.begin().await?;
+    let released =
+        store::release_reservation(&mut *tx, game_id, &player.user_id, expiry_secs).await?;
+    if released && owe_removal {
+        outbox::owe_remove_player(&mut *tx, &product.product_id, game_id, &player.user_id).await?;
+    }
+    tx.commit().await
 }
 
 /// Step 1 of a join: one short transaction that never waits on another join's row lock.

@@ -56,10 +56,23 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                 MIGRATOR.run(&db).await?;
             }
             let listener = tokio::net::TcpListener::bind(settings.bind).await?;
+            let grace = settings.shutdown_timeout;
             let app = Application::build(settings, db, listener)?;
             let shutdown = CancellationToken::new();
             tokio::spawn(on_signal(shutdown.clone()));
-            app.run_until(shutdown).await
+            let run = app.run_until(shutdown.clone());
+            // Requests in flight get `shutdown_timeout_ms` to finish; then we exit regardless.
+            let deadline = async {
+                shutdown.cancelled().await;
+                tokio::time::sleep(grace).await;
+            };
+            tokio::select! {
+                result = run => result,
+                _ = deadline => {
+                    tracing::warn!("shutdown_timeout_ms passed with work in flight; exiting");
+                    Ok(())
+                }
+            }
         }
     }
 }

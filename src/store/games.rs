@@ -322,3 +322,105 @@ pub async fn delete(
     .await?;
     Ok(deleted.rows_affected() > 0)
 }
+
+/// An expired game, locked for the reaper.
+#[derive(Debug)]
+pub struct Expired {
+    pub game_id: Uuid,
+    pub product_id: String,
+    pub state: GameState,
+    pub num_players: i32,
+    pub seats_taken: i32,
+}
+
+/// Locks up to `limit` expired games, oldest deadline first, skipping games another process
+/// (reaper or request) holds.
+pub async fn lock_expired(conn: &mut PgConnection, limit: i64) -> sqlx::Result<Vec<Expired>> {
+    sqlx::query_as!(
+        Expired,
+        r#"
+        select game_id, product_id, state as "state: GameState", num_players, seats_taken
+        from games
+        where expires_at <= now()
+        order by expires_at
+        limit $1
+        for update skip locked
+        "#,
+        limit
+    )
+    .fetch_all(conn)
+    .await
+}
+
+/// The joiner of a full, stalled game to free on a reset: the newest held non-creator seat.
+pub async fn newest_joiner(conn: &mut PgConnection, game_id: Uuid) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar!(
+        r#"
+        select p.player_id from game_players p join games g using (game_id)
+        where p.game_id = $1 and p.player_id <> g.creator_id
+        order by p.joined_at desc, p.seat desc
+        limit 1
+        "#,
+        game_id
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+/// Restarts a game's clock in its current state.
+pub async fn touch(
+    conn: &mut PgConnection,
+    game_id: Uuid,
+    expires_in_secs: f64,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "update games set updated_at = now(), expires_at = now() + make_interval(secs => $2)
+         where game_id = $1",
+        game_id,
+        expires_in_secs
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// A reservation older than the reservation timeout: its join died between reserving and
+/// confirming.
+#[derive(Debug)]
+pub struct StaleSeat {
+    pub game_id: Uuid,
+    pub product_id: String,
+    pub player_id: String,
+}
+
+/// Deletes up to `limit` reservations older than `older_than_secs`, skipping any whose game or
+/// seat another transaction holds.
+pub async fn release_stale_reservations(
+    conn: &mut PgConnection,
+    older_than_secs: f64,
+    limit: i64,
+) -> sqlx::Result<Vec<StaleSeat>> {
+    sqlx::query_as!(
+        StaleSeat,
+        r#"
+        with stale as (
+            select p.game_id, p.player_id, g.product_id
+            from game_players p join games g using (game_id)
+            where p.status = 'reserved' and p.joined_at < now() - make_interval(secs => $1)
+            order by p.joined_at
+            limit $2
+            for update of p, g skip locked
+        ), gone as (
+            delete from game_players p using stale s
+            where p.game_id = s.game_id and p.player_id = s.player_id
+            returning p.game_id, p.player_id
+        )
+        select gone.game_id as "game_id!", stale.product_id as "product_id!", gone.player_id as "player_id!"
+        from gone join stale using (game_id, player_id)
+        "#,
+        older_than_secs,
+        limit
+    )
+    .fetch_all(conn)
+    .await
+}

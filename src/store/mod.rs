@@ -3,3 +3,4 @@
 
 pub mod cursor;
 pub mod games;
+pub mod outbox;

@@ -164,6 +164,7 @@ pub async fn spawn_app(db: PgPool) -> TestApp {
 }
 
 pub async fn spawn_with(db: PgPool, stub: GameServerStub, settings: Settings) -> TestApp {
+    matchmaker::telemetry::init(matchmaker::config::LogFormat::Text);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let app = Application::build(settings, db.clone(), listener).unwrap();
     let addr = app.local_addr().unwrap();
@@ -263,6 +264,13 @@ impl TestApp {
             .iter()
             .map(|g| g["game_id"].as_str().unwrap().to_string())
             .collect()
+    }
+}
+
+impl Drop for TestApp {
+    // Background tasks stop with the test, before its database is dropped.
+    fn drop(&mut self) {
+        self.shutdown.cancel();
     }
 }
 

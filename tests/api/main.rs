@@ -6,5 +6,6 @@ mod events;
 mod health;
 mod helpers;
 mod join;
+mod lifecycle;
 mod open_games;
 mod stream;

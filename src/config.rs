@@ -200,6 +200,11 @@ impl Expiry {
         }
     }
 
+    /// Every state's expiry in seconds, in the states' order.
+    pub fn all_secs(&self) -> Vec<f64> {
+        GameState::ALL.iter().map(|s| self.secs(*s)).collect()
+    }
+
     /// The same, in seconds, as the store's queries take it.
     pub fn secs(&self, state: GameState) -> f64 {
         self.of(state).as_secs_f64()

@@ -53,8 +53,7 @@ pub async fn reap_once(state: &AppState) -> sqlx::Result<Reaped> {
             if stalled_full {
                 if let Some(player) = games::newest_joiner(&mut tx, game.game_id).await? {
                     games::remove_player(&mut tx, game.game_id, &player).await?;
-                    games::touch(&mut tx, game.game_id, expiry.secs(GameState::CreatorJoined))
-                        .await?;
+                    games::restart_clock(&mut tx, game.game_id, &expiry.all_secs()).await?;
                     outbox::owe_remove_player(&mut *tx, &game.product_id, game.game_id, &player)
                         .await?;
                     tracing::info!(game_id = %game.game_id.simple(), player, "game reset: a joiner never connected");
@@ -77,6 +76,7 @@ pub async fn reap_once(state: &AppState) -> sqlx::Result<Reaped> {
         let mut tx = state.db.begin().await?;
         let stale = games::release_stale_reservations(&mut tx, older_than, BATCH).await?;
         for seat in &stale {
+            games::restart_clock(&mut tx, seat.game_id, &expiry.all_secs()).await?;
             outbox::owe_remove_player(&mut *tx, &seat.product_id, seat.game_id, &seat.player_id)
                 .await?;
             tracing::warn!(game_id = %seat.game_id.simple(), player = seat.player_id, "unconfirmed seat reservation released");

@@ -367,17 +367,23 @@ pub async fn newest_joiner(conn: &mut PgConnection, game_id: Uuid) -> sqlx::Resu
     .await
 }
 
-/// Restarts a game's clock in its current state.
-pub async fn touch(
+/// Restarts a game's clock in its current state; `expiry_secs` holds each state's expiry in
+/// the enum's order ([`GameState::ALL`]).
+pub async fn restart_clock(
     conn: &mut PgConnection,
     game_id: Uuid,
-    expires_in_secs: f64,
+    expiry_secs: &[f64],
 ) -> sqlx::Result<()> {
     sqlx::query!(
-        "update games set updated_at = now(), expires_at = now() + make_interval(secs => $2)
-         where game_id = $1",
+        r#"
+        update games
+        set updated_at = now(),
+            expires_at = now() + make_interval(
+                secs => ($2::float8[])[array_position(enum_range(null::game_state), state)])
+        where game_id = $1
+        "#,
         game_id,
-        expires_in_secs
+        expiry_secs
     )
     .execute(conn)
     .await?;

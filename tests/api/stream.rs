@@ -157,3 +157,46 @@ async fn one_reader_at_a_time_and_a_standby_takes_over(db: PgPool) {
     .await;
     assert_eq!(holders().await, 1);
 }
+
+#[sqlx::test(migrator = "matchmaker::app::MIGRATOR")]
+async fn a_first_start_continues_from_the_old_workers_position(db: PgPool) {
+    let key = stream_key();
+    let stub = GameServerStub::start().await;
+    let plain = spawn_with(db.clone(), stub.clone(), settings(&stub, "")).await;
+    let game = plain.create("exrps", "alice").await;
+    let id = game["game_id"].as_str().unwrap().to_string();
+    // the old worker already applied (or skipped) this entry: it must not be applied again
+    let seen = append(
+        &key,
+        &[
+            ("type", "game_removed"),
+            ("product_id", "exrps"),
+            ("game_id", &id),
+        ],
+    )
+    .await;
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let _: () = conn.set(format!("__{key}_index"), &seen).await.unwrap();
+
+    let app = spawn_reader(db.clone(), stub, &key).await;
+    let next = append(
+        &key,
+        &[
+            ("type", "state_change"),
+            ("product_id", "exrps"),
+            ("game_id", &id),
+            ("new_state", "creator_joined"),
+        ],
+    )
+    .await;
+    eventually("the reader applies the new entry", || async {
+        cursor(&db, &key).await == Some(next.clone())
+    })
+    .await;
+    assert_eq!(
+        app.open_ids("exrps", "").await,
+        vec![id],
+        "the old entry was not applied"
+    );
+}

@@ -79,22 +79,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
 
 /// Cancels `shutdown` on Ctrl-C or SIGTERM.
 async fn on_signal(shutdown: CancellationToken) {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
-    }
+    app::shutdown_signal().await;
     tracing::info!("shutting down");
     shutdown.cancel();
 }

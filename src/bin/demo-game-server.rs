@@ -526,30 +526,6 @@ fn events_url(base: &reqwest::Url, product_id: &str) -> Result<reqwest::Url, Str
     Ok(url)
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
-    }
-}
-
 fn router(state: AppState) -> Router {
     Router::new()
         .route("/create_game", post(create_game))
@@ -620,7 +596,7 @@ async fn main() -> ExitCode {
         "demo game server listening"
     );
     match axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(matchmaker::app::shutdown_signal())
         .await
     {
         Ok(()) => ExitCode::SUCCESS,

@@ -2,6 +2,7 @@
 
 mod auth;
 mod create;
+mod demo;
 mod events;
 mod health;
 mod helpers;

@@ -9,4 +9,5 @@ mod helpers;
 mod join;
 mod lifecycle;
 mod open_games;
+mod process;
 mod stream;

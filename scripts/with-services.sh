@@ -27,7 +27,7 @@ free_port() {
 
 # Runs a PostgreSQL program as the postgres user when we are root (initdb refuses root).
 as_pg() {
-  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+  if [ "$(id -u)" = 0 ]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi
 }
 
 pg_dir="" redis_pidfile=""
@@ -58,7 +58,17 @@ if [ -z "${DATABASE_URL:-}" ]; then
   fi
   pg_dir=$(mktemp -d "$root/target/services/pg.XXXXXX")
   chmod 755 "$pg_dir"
-  [ "$(id -u)" = 0 ] && chown postgres "$pg_dir"
+  if [ "$(id -u)" = 0 ]; then
+    chown postgres "$pg_dir"
+    # The postgres user must reach the folder; a checkout inside a private (0700) folder
+    # is out of its reach, so the cluster goes to a private folder of its own under /tmp.
+    if ! as_pg test -w "$pg_dir"; then
+      rmdir "$pg_dir"
+      pg_dir=$(mktemp -d /tmp/matchmaker-pg.XXXXXX)
+      chmod 755 "$pg_dir"
+      chown postgres "$pg_dir"
+    fi
+  fi
   port=$(free_port)
   as_pg "$pg_bin/initdb" -D "$pg_dir/data" -U postgres -A trust --no-sync >"$pg_dir/initdb.log" 2>&1 ||
     { cat "$pg_dir/initdb.log" >&2; exit 1; }

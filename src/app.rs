@@ -19,7 +19,9 @@ use crate::{
     auth::Authenticator,
     config::{Product, Settings},
     game_server::GameServerClient,
-    intake, lifecycle, routes,
+    intake, lifecycle,
+    metrics::Metrics,
+    routes,
 };
 
 /// The migrations in `migrations/`, embedded for `matchmaker migrate` and start-up.
@@ -34,6 +36,7 @@ pub struct Shared {
     pub db: PgPool,
     pub auth: Authenticator,
     pub game_servers: GameServerClient,
+    pub metrics: Arc<Metrics>,
     products: HashMap<String, Arc<Product>>,
 }
 
@@ -51,9 +54,11 @@ impl AppState {
             .iter()
             .map(|p| (p.product_id.clone(), Arc::new(p.clone())))
             .collect();
+        let metrics = Arc::new(Metrics::new());
         Ok(Self(Arc::new(Shared {
             auth: Authenticator::new(&settings.secret_key, settings.require_token_expiry),
-            game_servers: GameServerClient::new(settings.game_server_timeout)?,
+            game_servers: GameServerClient::new(settings.game_server_timeout, metrics.clone())?,
+            metrics,
             products,
             settings,
             db,
@@ -113,6 +118,7 @@ impl Application {
             tasks.spawn(intake::run(
                 self.state.db.clone(),
                 settings.clone(),
+                self.state.metrics.clone(),
                 url,
                 shutdown.clone(),
             ));

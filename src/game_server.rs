@@ -3,9 +3,14 @@
 //! Outcomes are typed so callers can map them to SPEC §1's statuses: a refusal (non-2xx) is the
 //! game server's decision; unreachable and bad answers are faults of the exchange.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
+
+use crate::{
+    config::Product,
+    metrics::{CallKindLabels, CallLabels, Metrics},
+};
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum GameServerError {
@@ -67,45 +72,50 @@ struct Refusal {
 #[derive(Clone)]
 pub struct GameServerClient {
     http: reqwest::Client,
+    metrics: Arc<Metrics>,
 }
 
 impl GameServerClient {
-    pub fn new(timeout: Duration) -> reqwest::Result<Self> {
+    pub fn new(timeout: Duration, metrics: Arc<Metrics>) -> reqwest::Result<Self> {
         let http = reqwest::Client::builder()
             .connect_timeout(timeout.min(Duration::from_secs(2)))
             .timeout(timeout)
             .pool_idle_timeout(Duration::from_secs(30))
             .build()?;
-        Ok(Self { http })
+        Ok(Self { http, metrics })
     }
 
     /// `create_game`: returns the game token.
     pub async fn create_game(
         &self,
-        base: &str,
+        product: &Product,
         game_id: &str,
         user_id: &str,
         username: &str,
     ) -> Result<String, GameServerError> {
-        self.seat_call(base, "create_game", game_id, user_id, username)
+        self.seat_call(product, "create_game", game_id, user_id, username)
             .await
     }
 
     /// `join_game`: returns the game token.
     pub async fn join_game(
         &self,
-        base: &str,
+        product: &Product,
         game_id: &str,
         user_id: &str,
         username: &str,
     ) -> Result<String, GameServerError> {
-        self.seat_call(base, "join_game", game_id, user_id, username)
+        self.seat_call(product, "join_game", game_id, user_id, username)
             .await
     }
 
     /// `remove_game`; a game already gone answers 200 too.
-    pub async fn remove_game(&self, base: &str, game_id: &str) -> Result<(), GameServerError> {
-        self.post::<serde_json::Value>(base, "remove_game", &RemoveGameCall { game_id })
+    pub async fn remove_game(
+        &self,
+        product: &Product,
+        game_id: &str,
+    ) -> Result<(), GameServerError> {
+        self.post::<serde_json::Value>(product, "remove_game", &RemoveGameCall { game_id })
             .await
             .map(drop)
     }
@@ -113,13 +123,13 @@ impl GameServerClient {
     /// `remove_player`; 404 (player not in the game) counts as done.
     pub async fn remove_player(
         &self,
-        base: &str,
+        product: &Product,
         game_id: &str,
         user_id: &str,
     ) -> Result<(), GameServerError> {
         match self
             .post::<serde_json::Value>(
-                base,
+                product,
                 "remove_player",
                 &RemovePlayerCall { game_id, user_id },
             )
@@ -132,8 +142,8 @@ impl GameServerClient {
 
     async fn seat_call(
         &self,
-        base: &str,
-        call: &str,
+        product: &Product,
+        call: &'static str,
         game_id: &str,
         user_id: &str,
         username: &str,
@@ -143,7 +153,7 @@ impl GameServerClient {
             user_id,
             username,
         };
-        let answer: TokenAnswer = self.post(base, call, &body).await?;
+        let answer: TokenAnswer = self.post(product, call, &body).await?;
         match answer.game_token {
             Some(token) if !token.is_empty() => Ok(token),
             _ => Err(GameServerError::BadAnswer(format!(
@@ -152,8 +162,43 @@ impl GameServerClient {
         }
     }
 
-    #[tracing::instrument(name = "game_server", skip(self, body), fields(url = %base))]
+    /// One call, counted and timed by product, call and outcome.
     async fn post<T: DeserializeOwned>(
+        &self,
+        product: &Product,
+        call: &'static str,
+        body: &impl Serialize,
+    ) -> Result<T, GameServerError> {
+        let started = std::time::Instant::now();
+        let result = self.exchange(&product.game_server_url, call, body).await;
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(GameServerError::Refused { status: 404, .. }) if call == "remove_player" => "ok",
+            Err(GameServerError::Refused { .. }) => "refused",
+            Err(GameServerError::Unreachable(_)) => "unreachable",
+            Err(GameServerError::BadAnswer(_)) => "bad_answer",
+        };
+        let product_id = product.product_id.clone();
+        self.metrics
+            .game_server_calls
+            .get_or_create(&CallLabels {
+                product: product_id.clone(),
+                call,
+                outcome,
+            })
+            .inc();
+        self.metrics
+            .game_server_duration
+            .get_or_create(&CallKindLabels {
+                product: product_id,
+                call,
+            })
+            .observe(started.elapsed().as_secs_f64());
+        result
+    }
+
+    #[tracing::instrument(name = "game_server", skip(self, body), fields(url = %base))]
+    async fn exchange<T: DeserializeOwned>(
         &self,
         base: &str,
         call: &str,

@@ -5,7 +5,7 @@
 //! same connection. If the process dies, the connection closes, the lock is released, and a
 //! standby process takes over from the last committed cursor.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use redis::{
     AsyncCommands,
@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     config::Settings,
     events::{self, Event, Outcome, RawEvent},
+    metrics::{EventLabels, Metrics},
     store,
 };
 
@@ -29,11 +30,17 @@ const BLOCK_MS: usize = 1000;
 const STANDBY_RETRY: Duration = Duration::from_secs(1);
 
 /// Runs until `shutdown`: stands by, reads when it holds the lock, recovers from outages.
-pub async fn run(db: PgPool, settings: Settings, redis_url: String, shutdown: CancellationToken) {
+pub async fn run(
+    db: PgPool,
+    settings: Settings,
+    metrics: Arc<Metrics>,
+    redis_url: String,
+    shutdown: CancellationToken,
+) {
     let key = settings.event_stream_key.clone();
     let mut pause = Duration::from_millis(200);
     while !shutdown.is_cancelled() {
-        match lead(&db, &settings, &redis_url, &key, &shutdown).await {
+        match lead(&db, &settings, &metrics, &redis_url, &key, &shutdown).await {
             Ok(()) => pause = Duration::from_millis(200),
             Err(e) => {
                 tracing::warn!(error = %e, stream = %key, "event stream intake interrupted; retrying");
@@ -52,6 +59,7 @@ pub async fn run(db: PgPool, settings: Settings, redis_url: String, shutdown: Ca
 async fn lead(
     db: &PgPool,
     settings: &Settings,
+    metrics: &Metrics,
     redis_url: &str,
     key: &str,
     shutdown: &CancellationToken,
@@ -72,7 +80,7 @@ async fn lead(
     }
     tracing::info!(stream = key, "reading the game event stream");
 
-    let result = read_loop(&mut conn, settings, redis_url, key, shutdown).await;
+    let result = read_loop(&mut conn, settings, metrics, redis_url, key, shutdown).await;
     // Closing the connection releases the advisory lock for a standby process.
     let _ = conn.close().await;
     result
@@ -81,6 +89,7 @@ async fn lead(
 async fn read_loop(
     conn: &mut PgConnection,
     settings: &Settings,
+    metrics: &Metrics,
     redis_url: &str,
     key: &str,
     shutdown: &CancellationToken,
@@ -120,21 +129,25 @@ async fn read_loop(
         };
         let last_id = last_id.clone();
         match apply_batch(conn, settings, key, &entries, &last_id).await {
-            Ok(()) => {}
+            Ok(outcomes) => count(metrics, &outcomes),
             Err(sqlx::Error::Database(e)) => {
                 // One entry the database refuses must not stall the stream: go one by one.
                 tracing::warn!(error = %e, "a batch of stream entries failed; applying them one by one");
                 for entry in &entries {
                     let id = &entry.0;
                     let one = std::slice::from_ref(entry);
-                    if let Err(e) = apply_batch(conn, settings, key, one, id).await {
-                        let sqlx::Error::Database(e) = e else {
-                            return Err(e.into());
-                        };
-                        tracing::error!(entry = %id, error = %e, "stream entry could not be applied; skipped");
-                        let mut tx = conn.begin().await?;
-                        store::cursor::set(&mut tx, key, id).await?;
-                        tx.commit().await?;
+                    match apply_batch(conn, settings, key, one, id).await {
+                        Ok(outcomes) => count(metrics, &outcomes),
+                        Err(e) => {
+                            let sqlx::Error::Database(e) = e else {
+                                return Err(e.into());
+                            };
+                            tracing::error!(entry = %id, error = %e, "stream entry could not be applied; skipped");
+                            let mut tx = conn.begin().await?;
+                            store::cursor::set(&mut tx, key, id).await?;
+                            tx.commit().await?;
+                            count(metrics, &[Outcome::Malformed]);
+                        }
                     }
                 }
             }
@@ -151,8 +164,9 @@ async fn apply_batch(
     key: &str,
     entries: &[(String, RawEvent)],
     last_id: &str,
-) -> sqlx::Result<()> {
+) -> sqlx::Result<Vec<Outcome>> {
     let mut tx = conn.begin().await?;
+    let mut outcomes = Vec::with_capacity(entries.len());
     for (id, raw) in entries {
         let outcome = match Event::parse(raw) {
             Ok(event) => events::apply(&mut tx, &event, &settings.expiry).await?,
@@ -162,9 +176,24 @@ async fn apply_batch(
             }
         };
         tracing::debug!(entry = %id, outcome = outcome.as_str(), "stream entry");
+        outcomes.push(outcome);
     }
     store::cursor::set(&mut tx, key, last_id).await?;
-    tx.commit().await
+    tx.commit().await?;
+    Ok(outcomes)
+}
+
+/// Counts entries once their transaction committed.
+fn count(metrics: &Metrics, outcomes: &[Outcome]) {
+    for outcome in outcomes {
+        metrics
+            .events
+            .get_or_create(&EventLabels {
+                intake: "stream",
+                outcome: outcome.as_str(),
+            })
+            .inc();
+    }
 }
 
 /// Where to start when Postgres has no cursor yet: the old worker's position

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     app::AppState,
     game_server::GameServerError,
+    metrics::ReapLabels,
     model::GameState,
     store::{
         games,
@@ -90,6 +91,22 @@ pub async fn reap_once(state: &AppState) -> sqlx::Result<Reaped> {
     Ok(reaped)
 }
 
+fn count_reaped(state: &AppState, reaped: Reaped) {
+    for (action, n) in [
+        ("expired", reaped.expired),
+        ("reset", reaped.reset),
+        ("reservation_released", reaped.reservations_released),
+    ] {
+        if n > 0 {
+            state
+                .metrics
+                .reaper
+                .get_or_create(&ReapLabels { action })
+                .inc_by(n as u64);
+        }
+    }
+}
+
 /// Runs the reaper every `reaper_interval` until `shutdown`.
 pub async fn run_reaper(state: AppState, shutdown: CancellationToken) {
     let interval = state.settings.reaper_interval;
@@ -102,8 +119,9 @@ pub async fn run_reaper(state: AppState, shutdown: CancellationToken) {
             _ = tokio::time::sleep(wait) => {}
         }
         wait = interval;
-        if let Err(e) = reap_once(&state).await {
-            tracing::warn!(error = %e, "reaper pass failed; retrying next interval");
+        match reap_once(&state).await {
+            Ok(reaped) => count_reaped(&state, reaped),
+            Err(e) => tracing::warn!(error = %e, "reaper pass failed; retrying next interval"),
         }
     }
 }
@@ -144,13 +162,12 @@ async fn send(state: &AppState, owed: Owed) -> sqlx::Result<Sent> {
         outbox::give_up(&state.db, owed.id, "product no longer configured").await?;
         return Ok(Sent::GaveUp);
     };
-    let url = &product.game_server_url;
     let result = match (owed.call, owed.player_id.as_deref()) {
-        (Call::RemoveGame, _) => state.game_servers.remove_game(url, &game_id).await,
+        (Call::RemoveGame, _) => state.game_servers.remove_game(&product, &game_id).await,
         (Call::RemovePlayer, Some(player)) => {
             state
                 .game_servers
-                .remove_player(url, &game_id, player)
+                .remove_player(&product, &game_id, player)
                 .await
         }
         (Call::RemovePlayer, None) => Err(GameServerError::BadAnswer("no player id".into())),

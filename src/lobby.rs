@@ -39,12 +39,7 @@ pub async fn create_game(
 
     let token = state
         .game_servers
-        .create_game(
-            &product.game_server_url,
-            &id_text,
-            &player.user_id,
-            &player.username,
-        )
+        .create_game(product, &id_text, &player.user_id, &player.username)
         .await
         .map_err(|e| match e {
             GameServerError::Refused { .. } => {
@@ -74,9 +69,9 @@ pub async fn create_game(
                 .is_err()
             {
                 let client = state.game_servers.clone();
-                let url = product.game_server_url.clone();
+                let product = product.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = client.remove_game(&url, &id_text).await {
+                    if let Err(e) = client.remove_game(&product, &id_text).await {
                         tracing::error!(error = %e, game_id = %id_text, "could not remove an unsaved game from its game server");
                     }
                 });
@@ -144,7 +139,7 @@ pub async fn join_game(
     let answer = state
         .game_servers
         .join_game(
-            &product.game_server_url,
+            product,
             &game_id_text(game_id),
             &player.user_id,
             &player.username,

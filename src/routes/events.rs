@@ -17,6 +17,7 @@ use crate::{
     auth::ProductRef,
     error::{ApiError, ApiResult, Problem},
     events::{self, Event, Outcome, RawEvent},
+    metrics::EventLabels,
 };
 
 /// Most events accepted in one request.
@@ -142,6 +143,16 @@ async fn post_events(
         });
     }
     tx.commit().await?;
+    for r in &results {
+        state
+            .metrics
+            .events
+            .get_or_create(&EventLabels {
+                intake: "http",
+                outcome: r.outcome.as_str(),
+            })
+            .inc();
+    }
     let applied = results
         .iter()
         .filter(|r| r.outcome == Outcome::Applied)

@@ -8,6 +8,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use crate::{
     app::{AppState, MIGRATOR},
     error::{Problem, problem},
+    store,
 };
 
 #[derive(Serialize, ToSchema)]
@@ -20,6 +21,50 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(healthz))
         .routes(routes!(readyz))
+        .routes(routes!(metrics))
+}
+
+/// Prometheus metrics (text exposition), every name prefixed `matchmaker_`.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Metrics in the Prometheus/OpenMetrics text format.",
+        body = String, content_type = "application/openmetrics-text")))]
+async fn metrics(State(state): State<AppState>) -> axum::response::Response {
+    // Database gauges are read now, so they match the database exactly; if it is down, the
+    // rest is still served.
+    match store::games::count_by_state(&state.db).await {
+        Ok(counts) => state.metrics.set_games(
+            state
+                .settings
+                .products
+                .iter()
+                .map(|p| p.product_id.as_str()),
+            &counts,
+        ),
+        Err(e) => tracing::warn!(error = %e, "metrics: games not counted"),
+    }
+    match state.db.acquire().await {
+        Ok(mut conn) => match store::outbox::backlog(&mut conn).await {
+            Ok((pending, oldest)) => {
+                state.metrics.outbox_pending.set(pending);
+                state.metrics.outbox_oldest_seconds.set(oldest);
+            }
+            Err(e) => tracing::warn!(error = %e, "metrics: outbox not measured"),
+        },
+        Err(e) => tracing::warn!(error = %e, "metrics: outbox not measured"),
+    }
+    state
+        .metrics
+        .db_pool_connections
+        .set(i64::from(state.db.size()));
+    state.metrics.db_pool_idle.set(state.db.num_idle() as i64);
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.encode(),
+    )
+        .into_response()
 }
 
 /// The process is up.

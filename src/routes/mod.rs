@@ -5,12 +5,14 @@ mod events;
 mod health;
 mod lobby;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::{
     Router,
-    extract::{MatchedPath, Request},
+    extract::{MatchedPath, Request, State},
     http::{HeaderName, HeaderValue, Method, StatusCode, header},
+    middleware::{self, Next},
+    response::Response,
 };
 use tower_http::{
     cors::{AllowOrigin, Any, CorsLayer},
@@ -24,7 +26,11 @@ use utoipa::{
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::{app::AppState, error::problem};
+use crate::{
+    app::AppState,
+    error::problem,
+    metrics::{HttpLabels, RouteLabels},
+};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -85,6 +91,7 @@ pub fn router(state: AppState) -> Router {
                 "Method not allowed on this route.",
             )
         })
+        .layer(middleware::from_fn_with_state(state.clone(), track))
         .layer(cors)
         .layer(
             TraceLayer::new_for_http()
@@ -122,6 +129,41 @@ pub fn router(state: AppState) -> Router {
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .with_state(state)
+}
+
+/// Counts and times every request by route template (never the raw path: ids would explode
+/// the series), and creates and joins by outcome.
+async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str)
+        .to_string();
+    let method = req.method().to_string();
+    let started = Instant::now();
+    let response = next.run(req).await;
+    let status = response.status().as_u16();
+    let metrics = &state.metrics;
+    metrics
+        .http_duration
+        .get_or_create(&RouteLabels {
+            route: route.clone(),
+        })
+        .observe(started.elapsed().as_secs_f64());
+    if route.ends_with("/create_game") {
+        metrics.count_operation("create", status);
+    } else if route.ends_with("/join_game/{game_id}") {
+        metrics.count_operation("join", status);
+    }
+    metrics
+        .http_requests
+        .get_or_create(&HttpLabels {
+            route,
+            method,
+            status,
+        })
+        .inc();
+    response
 }
 
 fn cors(origins: &[String]) -> CorsLayer {

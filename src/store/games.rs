@@ -323,6 +323,22 @@ pub async fn delete(
     Ok(deleted.rows_affected() > 0)
 }
 
+/// How many games each product has in each state (for the metrics).
+pub async fn count_by_state(
+    db: impl PgExecutor<'_>,
+) -> sqlx::Result<Vec<(String, GameState, i64)>> {
+    let rows = sqlx::query!(
+        r#"select product_id, state as "state: GameState", count(*) as "count!"
+           from games group by product_id, state"#
+    )
+    .fetch_all(db)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| (r.product_id, r.state, r.count))
+        .collect())
+}
+
 /// An expired game, locked for the reaper.
 #[derive(Debug)]
 pub struct Expired {

@@ -8,6 +8,7 @@ mod health;
 mod helpers;
 mod join;
 mod lifecycle;
+mod metrics;
 mod open_games;
 mod process;
 mod stream;

@@ -1,0 +1,225 @@
+//! Prometheus metrics at `/metrics`, all prefixed `matchmaker_`.
+//!
+//! Labels are of low cardinality: the route *template* (never a raw path), the product, the
+//! call. Gauges about the database (games by state, the outbox, the pool) are read at scrape
+//! time, so they never drift from the truth.
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::{
+    encoding::EncodeLabelSet,
+    metrics::{
+        counter::Counter,
+        family::Family,
+        gauge::Gauge,
+        histogram::{Histogram, exponential_buckets},
+    },
+    registry::Registry,
+};
+
+use crate::model::GameState;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    pub route: String,
+    pub method: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub operation: &'static str,
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CallLabels {
+    pub product: String,
+    pub call: &'static str,
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CallKindLabels {
+    pub product: String,
+    pub call: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EventLabels {
+    pub intake: &'static str,
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GameLabels {
+    pub product: String,
+    pub state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReapLabels {
+    pub action: &'static str,
+}
+
+fn latency() -> Histogram {
+    // 1 ms to ~16 s
+    Histogram::new(exponential_buckets(0.001, 2.0, 15))
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub http_requests: Family<HttpLabels, Counter>,
+    pub http_duration: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    pub lobby_operations: Family<OutcomeLabels, Counter>,
+    pub game_server_calls: Family<CallLabels, Counter>,
+    pub game_server_duration: Family<CallKindLabels, Histogram, fn() -> Histogram>,
+    pub events: Family<EventLabels, Counter>,
+    pub reaper: Family<ReapLabels, Counter>,
+    pub games: Family<GameLabels, Gauge>,
+    pub outbox_pending: Gauge,
+    pub outbox_oldest_seconds: Gauge<f64, AtomicU64>,
+    pub db_pool_connections: Gauge,
+    pub db_pool_idle: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("matchmaker");
+        let m = Self {
+            http_requests: Family::default(),
+            http_duration: Family::new_with_constructor(latency),
+            lobby_operations: Family::default(),
+            game_server_calls: Family::default(),
+            game_server_duration: Family::new_with_constructor(latency),
+            events: Family::default(),
+            reaper: Family::default(),
+            games: Family::default(),
+            outbox_pending: Gauge::default(),
+            outbox_oldest_seconds: Gauge::default(),
+            db_pool_connections: Gauge::default(),
+            db_pool_idle: Gauge::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "http_requests",
+            "HTTP requests by route template, method and status",
+            m.http_requests.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency by route template",
+            m.http_duration.clone(),
+        );
+        registry.register(
+            "lobby_operations",
+            "Creates and joins by outcome (ok, conflict, rejected, game_server_refused, unavailable, error)",
+            m.lobby_operations.clone(),
+        );
+        registry.register(
+            "game_server_calls",
+            "Calls to game servers by product, call and outcome",
+            m.game_server_calls.clone(),
+        );
+        registry.register(
+            "game_server_call_duration_seconds",
+            "Game-server call latency by product and call",
+            m.game_server_duration.clone(),
+        );
+        registry.register(
+            "events",
+            "Game-server events by intake (stream, http) and outcome",
+            m.events.clone(),
+        );
+        registry.register(
+            "reaper_actions",
+            "Games expired, games reset and reservations released by the reaper",
+            m.reaper.clone(),
+        );
+        registry.register(
+            "games",
+            "Games by product and state (read from the database at scrape time)",
+            m.games.clone(),
+        );
+        registry.register(
+            "outbox_pending",
+            "Game-server calls owed and not given up",
+            m.outbox_pending.clone(),
+        );
+        registry.register(
+            "outbox_oldest_age_seconds",
+            "Age of the oldest game-server call still owed",
+            m.outbox_oldest_seconds.clone(),
+        );
+        registry.register(
+            "db_pool_connections",
+            "Open database connections in the pool",
+            m.db_pool_connections.clone(),
+        );
+        registry.register(
+            "db_pool_idle_connections",
+            "Idle database connections in the pool",
+            m.db_pool_idle.clone(),
+        );
+        Self { registry, ..m }
+    }
+
+    /// Sets the games gauge: zero for every configured product and state, then the counts.
+    pub fn set_games<'a>(
+        &self,
+        products: impl Iterator<Item = &'a str>,
+        counts: &[(String, GameState, i64)],
+    ) {
+        self.games.clear();
+        for product in products {
+            for state in GameState::ALL {
+                self.games
+                    .get_or_create(&GameLabels {
+                        product: product.to_string(),
+                        state: state.as_str(),
+                    })
+                    .set(0);
+            }
+        }
+        for (product, state, count) in counts {
+            self.games
+                .get_or_create(&GameLabels {
+                    product: product.clone(),
+                    state: state.as_str(),
+                })
+                .set(*count);
+        }
+    }
+
+    /// The text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+
+    pub fn count_operation(&self, operation: &'static str, status: u16) {
+        let outcome = match status {
+            200..=299 => "ok",
+            409 => "conflict",
+            502 | 503 => "unavailable",
+            500..=599 => "error",
+            _ => "rejected",
+        };
+        self.lobby_operations
+            .get_or_create(&OutcomeLabels { operation, outcome })
+            .inc();
+    }
+}

@@ -251,13 +251,18 @@ fn text(body: &Map<String, Value>, name: &str) -> Result<String, Refusal> {
     }
 }
 
-async fn create_game(State(state): State<AppState>, body: Bytes) -> Answer {
-    let body = object(&body)?;
-    let (game_id, user_id, username) = (
+/// The fields of `create_game` and `join_game`: `gameId`, `userId`, `username`.
+fn seat_call(body: &Bytes) -> Result<(String, String, String), Refusal> {
+    let body = object(body)?;
+    Ok((
         text(&body, "gameId")?,
         text(&body, "userId")?,
         text(&body, "username")?,
-    );
+    ))
+}
+
+async fn create_game(State(state): State<AppState>, body: Bytes) -> Answer {
+    let (game_id, user_id, username) = seat_call(&body)?;
     let token = uuid::Uuid::new_v4().simple().to_string();
     let seat = state.next();
     {
@@ -287,12 +292,7 @@ async fn create_game(State(state): State<AppState>, body: Bytes) -> Answer {
 }
 
 async fn join_game(State(state): State<AppState>, body: Bytes) -> Answer {
-    let body = object(&body)?;
-    let (game_id, user_id, username) = (
-        text(&body, "gameId")?,
-        text(&body, "userId")?,
-        text(&body, "username")?,
-    );
+    let (game_id, user_id, username) = seat_call(&body)?;
     let seat = state.next();
     let token = {
         let mut games = state.games();

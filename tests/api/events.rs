@@ -131,60 +131,26 @@ async fn removal_unknown_games_and_malformed_events(db: PgPool) {
 #[sqlx::test(migrator = "matchmaker::app::MIGRATOR")]
 async fn the_event_route_wants_the_products_key(db: PgPool) {
     let app = spawn_app(db).await;
-    let url = |product: &str| format!("{}/game_servers/{product}/events", app.base);
-    let body = json!({"type": "gameplay"});
-    let res = app
-        .http
-        .post(url("exrps"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(problem(res).await.0, 401);
-    let res = app
-        .http
-        .post(url("exrps"))
-        .bearer_auth("wrong-key")
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(problem(res).await.0, 401);
-    // closed has no event_key
-    let res = app
-        .http
-        .post(url("closed"))
-        .bearer_auth(EVENT_KEY)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(problem(res).await.0, 403);
-    let res = app
-        .http
-        .post(url("nope"))
-        .bearer_auth(EVENT_KEY)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(problem(res).await.0, 400);
-    let res = app
-        .http
-        .post(url("exrps"))
-        .bearer_auth(EVENT_KEY)
-        .body("{")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(problem(res).await.0, 400);
-    let res = app
-        .http
-        .post(url("exrps"))
-        .bearer_auth(EVENT_KEY)
-        .json(&json!(42))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(problem(res).await.0, 400);
+    let event = json!({"type": "gameplay"}).to_string();
+    // (product, key, body, expected status); `closed` has no event_key
+    let cases = [
+        ("exrps", None, event.as_str(), 401),
+        ("exrps", Some("wrong-key"), event.as_str(), 401),
+        ("closed", Some(EVENT_KEY), event.as_str(), 403),
+        ("nope", Some(EVENT_KEY), event.as_str(), 400),
+        ("exrps", Some(EVENT_KEY), "{", 400),
+        ("exrps", Some(EVENT_KEY), "42", 400),
+    ];
+    for (product, key, body, status) in cases {
+        let mut req = app
+            .http
+            .post(format!("{}/game_servers/{product}/events", app.base))
+            .header("content-type", "application/json")
+            .body(body.to_string());
+        if let Some(key) = key {
+            req = req.bearer_auth(key);
+        }
+        let res = req.send().await.unwrap();
+        assert_eq!(problem(res).await.0, status, "{product} {key:?} {body}");
+    }
 }

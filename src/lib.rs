@@ -12,6 +12,7 @@ pub mod game_server;
 pub mod intake;
 pub mod lifecycle;
 pub mod lobby;
+pub mod lobby_plus;
 pub mod metrics;
 pub mod model;
 pub mod routes;

@@ -149,6 +149,15 @@ pub struct PartialGame {
     pub listed_at: Option<DateTime<Utc>>,
 }
 
+/// A game as one caller may see it: the full game for its players, the partial game for
+/// anyone else.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum GameView {
+    Full(FullGame),
+    Partial(PartialGame),
+}
+
 impl Game {
     pub fn full(self, game_server_url: &str, target: Option<&str>) -> FullGame {
         FullGame {

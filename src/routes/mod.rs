@@ -4,6 +4,7 @@
 mod events;
 mod health;
 mod lobby;
+mod lobby_plus;
 
 use std::time::{Duration, Instant};
 
@@ -72,6 +73,7 @@ impl Modify for SecuritySchemes {
 pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(lobby::routes())
+        .merge(lobby_plus::routes())
         .merge(events::routes())
         .merge(health::routes())
         .split_for_parts()

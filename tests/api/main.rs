@@ -11,4 +11,5 @@ mod lifecycle;
 mod metrics;
 mod open_games;
 mod process;
+mod status;
 mod stream;

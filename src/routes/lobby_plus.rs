@@ -1,0 +1,71 @@
+//! Lobby routes beyond the old service (issue 6). Same order of checks as SPEC §1:
+//! product → authentication → everything else.
+
+use axum::{
+    Json,
+    extract::{Path, State},
+};
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use crate::{
+    app::AppState,
+    auth::{Player, ProductRef},
+    error::{ApiResult, Problem},
+    lobby_plus,
+    model::GameView,
+};
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(game_status))
+}
+
+/// Game status.
+///
+/// The full game (with `target_game_server`) when the caller holds a seat in it, the partial
+/// game (as in the open-games list) for anyone else. Lets a client poll, or recover after a
+/// reload.
+#[utoipa::path(
+    get,
+    path = "/game_lobby/{product_id}/games/{game_id}",
+    tag = "lobby",
+    params(
+        ("product_id" = String, Path, description = "Product (game title) id.", example = "exrps"),
+        ("game_id" = String, Path, description = "Game id: 32 hexadecimal characters.", example = "3f0c9d5e2b7a4c1d9e8f7a6b5c4d3e2f"),
+    ),
+    security(("player_token" = [])),
+    responses(
+        (status = 200, description = "The full game for its players, the partial game for anyone else.", body = GameView,
+            examples(
+                ("player" = (summary = "The caller holds a seat", value = json!({
+                    "game_id": "3f0c9d5e2b7a4c1d9e8f7a6b5c4d3e2f", "product_id": "exrps",
+                    "game_server_url": "http://game-rps:8080", "creator_id": "alice", "creator_name": "Alice",
+                    "players": ["alice", "bob"], "settings": {"num_players": 2}, "token": "9c2e4f6a8b0d",
+                    "state": "creator_joined", "_last_updated": "23-Nov-2026 (18:52:07.123456)",
+                    "target_game_server": "rps.varcade.local:8085"}))),
+                ("other" = (summary = "Anyone else", value = json!({
+                    "game_id": "3f0c9d5e2b7a4c1d9e8f7a6b5c4d3e2f", "product_id": "exrps",
+                    "game_server_url": "http://game-rps:8080", "creator_id": "alice", "creator_name": "Alice",
+                    "players": ["alice"], "settings": {"num_players": 2}, "free_seats": 1,
+                    "listed_at": "2026-11-23T18:52:07.123456Z"}))),
+            )),
+        (status = 400, description = "`Game Lobby: Invalid product ID.` or a malformed game id.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or bad token.", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`Game Lobby: Game not found. Game ID: \"<game_id>\", Product ID: <product_id>.`",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable; retry shortly.",
+            body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn game_status(
+    State(state): State<AppState>,
+    ProductRef(product): ProductRef,
+    player: Player,
+    Path(path): Path<(String, String)>,
+) -> ApiResult<Json<GameView>> {
+    let game_id = path.1;
+    tracing::Span::current().record("product", product.product_id.as_str());
+    lobby_plus::game_status(&state, &product, &player, &game_id)
+        .await
+        .map(Json)
+}

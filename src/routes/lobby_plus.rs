@@ -11,12 +11,14 @@ use crate::{
     app::AppState,
     auth::{Player, ProductRef},
     error::{ApiResult, Problem},
-    lobby_plus,
+    lobby_plus::{self, Left},
     model::GameView,
 };
 
 pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(game_status))
+    OpenApiRouter::new()
+        .routes(routes!(game_status))
+        .routes(routes!(leave_game))
 }
 
 /// Game status.
@@ -66,6 +68,49 @@ async fn game_status(
     let game_id = path.1;
     tracing::Span::current().record("product", product.product_id.as_str());
     lobby_plus::game_status(&state, &product, &player, &game_id)
+        .await
+        .map(Json)
+}
+
+/// Leave a game.
+///
+/// A joiner gives up their seat: the game server is told (`remove_player`) and the game is
+/// listed again. The creator leaving removes the game (`remove_game`). Idempotent: leaving a
+/// game you are not in, or that is gone, answers `not_seated`.
+#[utoipa::path(
+    post,
+    path = "/game_lobby/{product_id}/leave_game/{game_id}",
+    tag = "lobby",
+    params(
+        ("product_id" = String, Path, description = "Product (game title) id.", example = "exrps"),
+        ("game_id" = String, Path, description = "Game id: 32 hexadecimal characters.", example = "3f0c9d5e2b7a4c1d9e8f7a6b5c4d3e2f"),
+    ),
+    security(("player_token" = [])),
+    responses(
+        (status = 200, description = "`seat_released` (a joiner left), `game_removed` (the creator left) or `not_seated` (nothing to do).",
+            body = Left, examples(
+                ("joiner" = (value = json!({"game_id": "3f0c9d5e2b7a4c1d9e8f7a6b5c4d3e2f", "outcome": "seat_released"}))),
+                ("creator" = (value = json!({"game_id": "3f0c9d5e2b7a4c1d9e8f7a6b5c4d3e2f", "outcome": "game_removed"}))),
+                ("again" = (value = json!({"game_id": "3f0c9d5e2b7a4c1d9e8f7a6b5c4d3e2f", "outcome": "not_seated"}))),
+            )),
+        (status = 400, description = "`Game Lobby: Invalid product ID.` or a malformed game id.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or bad token.", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The caller's own join of this game is still in progress.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable; retry shortly.",
+            body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn leave_game(
+    State(state): State<AppState>,
+    ProductRef(product): ProductRef,
+    player: Player,
+    Path(path): Path<(String, String)>,
+) -> ApiResult<Json<Left>> {
+    let game_id = path.1;
+    tracing::Span::current().record("product", product.product_id.as_str());
+    lobby_plus::leave_game(&state, &product, &player, &game_id)
         .await
         .map(Json)
 }

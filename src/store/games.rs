@@ -446,3 +446,19 @@ pub async fn release_stale_reservations(
     .fetch_all(conn)
     .await
 }
+
+/// The player's seat in a game, if any.
+pub async fn seat_of(
+    conn: &mut PgConnection,
+    game_id: Uuid,
+    player_id: &str,
+) -> sqlx::Result<Option<SeatStatus>> {
+    sqlx::query_scalar!(
+        r#"select status as "status: SeatStatus" from game_players
+           where game_id = $1 and player_id = $2"#,
+        game_id,
+        player_id
+    )
+    .fetch_optional(conn)
+    .await
+}

@@ -7,6 +7,7 @@ mod events;
 mod health;
 mod helpers;
 mod join;
+mod leave;
 mod lifecycle;
 mod metrics;
 mod open_games;

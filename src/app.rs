@@ -37,6 +37,8 @@ pub struct Shared {
     pub auth: Authenticator,
     pub game_servers: GameServerClient,
     pub metrics: Arc<Metrics>,
+    /// Keeps a burst of quick matches from creating more games than needed.
+    pub quick_match: crate::lobby_plus::Gates,
     products: HashMap<String, Arc<Product>>,
 }
 
@@ -59,6 +61,7 @@ impl AppState {
             auth: Authenticator::new(&settings.secret_key, settings.require_token_expiry),
             game_servers: GameServerClient::new(settings.game_server_timeout, metrics.clone())?,
             metrics,
+            quick_match: Default::default(),
             products,
             settings,
             db,

@@ -34,55 +34,101 @@ pub async fn create_game(
     player: &Player,
 ) -> ApiResult<FullGame> {
     let game_id = Uuid::new_v4();
-    let id_text = game_id_text(game_id);
-    tracing::Span::current().record("game_id", id_text.as_str());
+    tracing::Span::current().record("game_id", game_id_text(game_id).as_str());
+    let token = create_on_game_server(state, product, player, game_id).await?;
+    let settings = Value::Object(product.settings.clone());
+    let new = new_game(state, product, player, game_id, &settings, &token);
+    let updated_at = match store::insert(&state.db, &new).await {
+        Ok(t) => t,
+        Err(e) => return Err(unsaved(state, product, game_id, &e).await),
+    };
+    Ok(created(
+        product, player, game_id, settings, token, updated_at,
+    ))
+}
 
-    let token = state
+/// Step 1 of a create: the game server's `create_game`; answers the game token.
+pub(crate) async fn create_on_game_server(
+    state: &AppState,
+    product: &Product,
+    player: &Player,
+    game_id: Uuid,
+) -> ApiResult<String> {
+    state
         .game_servers
-        .create_game(product, &id_text, &player.user_id, &player.username)
+        .create_game(
+            product,
+            &game_id_text(game_id),
+            &player.user_id,
+            &player.username,
+        )
         .await
         .map_err(|e| match e {
             GameServerError::Refused { .. } => {
                 ApiError::bad_request("Unable to create game on target game server.")
             }
             other => game_server_fault(&other),
-        })?;
+        })
+}
 
-    let settings = Value::Object(product.settings.clone());
-    let new = NewGame {
+/// The row of a game just created on the game server.
+pub(crate) fn new_game<'a>(
+    state: &AppState,
+    product: &'a Product,
+    player: &'a Player,
+    game_id: Uuid,
+    settings: &'a Value,
+    token: &'a str,
+) -> NewGame<'a> {
+    NewGame {
         game_id,
         product_id: &product.product_id,
         creator_id: &player.user_id,
         creator_name: &player.username,
         num_players: product.num_players,
-        settings: &settings,
-        token: &token,
+        settings,
+        token,
         expires_in_secs: state.settings.expiry.secs(GameState::Created),
-    };
-    let updated_at = match store::insert(&state.db, &new).await {
-        Ok(t) => t,
-        Err(e) => {
-            tracing::error!(error = %e, game_id = %id_text, "saving a created game failed; removing it from the game server");
-            // Owe the removal durably if the database still takes writes, else try once now.
-            if outbox::owe_remove_game(&state.db, &product.product_id, game_id)
-                .await
-                .is_err()
-            {
-                let client = state.game_servers.clone();
-                let product = product.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = client.remove_game(&product, &id_text).await {
-                        tracing::error!(error = %e, game_id = %id_text, "could not remove an unsaved game from its game server");
-                    }
-                });
-            }
-            return Err(ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Game Lobby: Error saving the game. Please contact support.",
-            ));
-        }
-    };
+    }
+}
 
+/// Saving a game the game server already holds failed: owe its removal and answer 500.
+pub(crate) async fn unsaved(
+    state: &AppState,
+    product: &Product,
+    game_id: Uuid,
+    e: &sqlx::Error,
+) -> ApiError {
+    let id_text = game_id_text(game_id);
+    tracing::error!(error = %e, game_id = %id_text, "saving a created game failed; removing it from the game server");
+    // Owe the removal durably if the database still takes writes, else try once now.
+    if outbox::owe_remove_game(&state.db, &product.product_id, game_id)
+        .await
+        .is_err()
+    {
+        let client = state.game_servers.clone();
+        let product = product.clone();
+        tokio::spawn(async move {
+            if let Err(e) = client.remove_game(&product, &id_text).await {
+                tracing::error!(error = %e, game_id = %id_text, "could not remove an unsaved game from its game server");
+            }
+        });
+    }
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "Game Lobby: Error saving the game. Please contact support.",
+    )
+}
+
+/// The answer to a create, without reading back what was just written.
+pub(crate) fn created(
+    product: &Product,
+    player: &Player,
+    game_id: Uuid,
+    settings: Value,
+    token: String,
+    updated_at: chrono::DateTime<chrono::Utc>,
+) -> FullGame {
     let game = Game {
         game_id,
         product_id: product.product_id.clone(),
@@ -97,7 +143,7 @@ pub async fn create_game(
         lobby_at: None,
         players: vec![player.user_id.clone()],
     };
-    Ok(game.full(&product.game_server_url, Some(&product.game_socket_url)))
+    game.full(&product.game_server_url, Some(&product.game_socket_url))
 }
 
 /// What the reservation step decided.
@@ -170,7 +216,7 @@ pub async fn join_game(
     Ok(game.full(&product.game_server_url, Some(&product.game_socket_url)))
 }
 
-async fn release(
+pub(crate) async fn release(
     state: &AppState,
     product: &Product,
     player: &Player,
@@ -247,11 +293,11 @@ async fn reserve(
     ))
 }
 
-fn full() -> ApiError {
+pub(crate) fn full() -> ApiError {
     ApiError::conflict("Game Lobby: Unable to join game - every seat is taken.")
 }
 
-fn game_server_fault(e: &GameServerError) -> ApiError {
+pub(crate) fn game_server_fault(e: &GameServerError) -> ApiError {
     match e {
         GameServerError::BadAnswer(_) => {
             ApiError::bad_gateway("The game server gave an answer that could not be used.")

@@ -10,8 +10,8 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use crate::{
     app::AppState,
     auth::{Player, ProductRef},
-    error::{ApiResult, Problem},
-    lobby_plus::{self, Left},
+    error::{ApiError, ApiResult, Problem},
+    lobby_plus::{self, Left, QuickMatch},
     model::GameView,
 };
 
@@ -19,6 +19,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(game_status))
         .routes(routes!(leave_game))
+        .routes(routes!(quick_match))
 }
 
 /// Game status.
@@ -113,4 +114,58 @@ async fn leave_game(
     lobby_plus::leave_game(&state, &product, &player, &game_id)
         .await
         .map(Json)
+}
+
+/// Quick match.
+///
+/// Takes a seat in the oldest game of the product that waits for players and has a free seat
+/// that no other request holds right now (`FOR UPDATE SKIP LOCKED`), or creates a game when
+/// there is none. Games still waiting for their creator to connect (`created`) count too, so a
+/// burst of players fills games seat by seat. Answers like join or create, with `outcome`
+/// saying which happened; a player who already waits in a game of this product gets that game
+/// (`already_seated`). Private games are never matched.
+#[utoipa::path(
+    post,
+    path = "/game_lobby/{product_id}/quick_match",
+    tag = "lobby",
+    params(
+        ("product_id" = String, Path, description = "Product (game title) id.", example = "exrps"),
+    ),
+    security(("player_token" = [])),
+    responses(
+        (status = 200, description = "The game (full, with `target_game_server`) and `outcome`: `joined`, `created` or `already_seated`.",
+            body = QuickMatch),
+        (status = 400, description = "`Game Lobby: Invalid product ID.` or `Unable to create game on target game server.`",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or bad token.", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A join or quick match of the caller is still in progress.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The game server could not be reached, timed out, or gave an unusable answer.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable; retry shortly.",
+            body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn quick_match(
+    State(state): State<AppState>,
+    ProductRef(product): ProductRef,
+    player: Player,
+) -> ApiResult<Json<QuickMatch>> {
+    tracing::Span::current().record("product", product.product_id.as_str());
+    // Runs to the end even if the client goes away, so no reservation is left behind.
+    let span = tracing::Span::current();
+    let task = tokio::spawn(tracing::Instrument::instrument(
+        async move { lobby_plus::quick_match(&state, &product, &player).await },
+        span,
+    ));
+    match task.await {
+        Ok(result) => result.map(Json),
+        Err(e) => {
+            tracing::error!(error = %e, "quick match task failed");
+            Err(ApiError::new(
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                "Game Lobby: Internal error. Please contact support.",
+            ))
+        }
+    }
 }

@@ -156,6 +156,10 @@ async fn track(State(state): State<AppState>, req: Request, next: Next) -> Respo
         metrics.count_operation("create", status);
     } else if route.ends_with("/join_game/{game_id}") {
         metrics.count_operation("join", status);
+    } else if route.ends_with("/quick_match") {
+        metrics.count_operation("quick_match", status);
+    } else if route.ends_with("/leave_game/{game_id}") {
+        metrics.count_operation("leave", status);
     }
     metrics
         .http_requests

@@ -462,3 +462,97 @@ pub async fn seat_of(
     .fetch_optional(conn)
     .await
 }
+
+/// Serialises a player's quick matches of one product until the transaction ends (the two-key
+/// advisory lock space is not used elsewhere).
+pub async fn lock_quick_matcher(
+    conn: &mut PgConnection,
+    product_id: &str,
+    player_id: &str,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "select pg_advisory_xact_lock(hashtext('matchmaker quick match'), hashtext($1 || '/' || $2))",
+        product_id,
+        player_id
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The player's seat in a game of the product that is still waiting for players
+/// (`created` or `creator_joined`), if any.
+pub async fn waiting_seat(
+    conn: &mut PgConnection,
+    product_id: &str,
+    player_id: &str,
+) -> sqlx::Result<Option<(Uuid, SeatStatus)>> {
+    let row = sqlx::query!(
+        r#"
+        select p.game_id, p.status as "status: SeatStatus"
+        from game_players p join games g using (game_id)
+        where p.player_id = $2 and g.product_id = $1
+          and g.state in ('created', 'creator_joined')
+        order by p.joined_at desc
+        limit 1
+        "#,
+        product_id,
+        player_id
+    )
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(|r| (r.game_id, r.status)))
+}
+
+/// A game a quick match may seat a player in, locked.
+#[derive(Debug)]
+pub struct QuickMatchTarget {
+    pub game_id: Uuid,
+    pub state: GameState,
+}
+
+/// Locks the oldest game of the product that waits for players and has a free seat, skipping
+/// games other requests hold right now (served by `games_quick_match_idx`).
+pub async fn lock_quick_match_target(
+    conn: &mut PgConnection,
+    product_id: &str,
+    except: &[Uuid],
+) -> sqlx::Result<Option<QuickMatchTarget>> {
+    sqlx::query_as!(
+        QuickMatchTarget,
+        r#"
+        select game_id, state as "state: GameState"
+        from games
+        where product_id = $1 and state in ('created', 'creator_joined')
+          and seats_taken < num_players and game_id <> all($2)
+        order by created_at, game_id
+        limit 1
+        for update skip locked
+        "#,
+        product_id,
+        except
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+/// Whether any game of the product waits for players with a free seat, locked or not.
+pub async fn any_quick_match_target(
+    conn: &mut PgConnection,
+    product_id: &str,
+    except: &[Uuid],
+) -> sqlx::Result<bool> {
+    sqlx::query_scalar!(
+        r#"
+        select exists(
+            select 1 from games
+            where product_id = $1 and state in ('created', 'creator_joined')
+              and seats_taken < num_players and game_id <> all($2)
+        ) as "exists!"
+        "#,
+        product_id,
+        except
+    )
+    .fetch_one(conn)
+    .await
+}

@@ -12,5 +12,6 @@ mod lifecycle;
 mod metrics;
 mod open_games;
 mod process;
+mod quick_match;
 mod status;
 mod stream;

@@ -10,6 +10,7 @@ pub mod error;
 pub mod events;
 pub mod game_server;
 pub mod intake;
+pub mod join_code;
 pub mod lifecycle;
 pub mod lobby;
 pub mod lobby_plus;

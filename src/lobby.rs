@@ -15,6 +15,7 @@ use crate::{
     config::Product,
     error::{ApiError, ApiResult},
     game_server::GameServerError,
+    join_code,
     model::{FullGame, Game, GameState, PartialGame, game_id_text},
     store::{
         games::{self as store, NewGame, SeatStatus},
@@ -27,24 +28,33 @@ const LOCK_ATTEMPTS: u32 = 5;
 
 pub const GONE: &str = "GameLobby: Cannot join game - it is no longer available";
 
-/// Creates a game on the product's game server, then records it.
+/// Creates a game on the product's game server, then records it. A private game is not
+/// listed and gets a join code.
 pub async fn create_game(
     state: &AppState,
     product: &Product,
     player: &Player,
+    private: bool,
 ) -> ApiResult<FullGame> {
     let game_id = Uuid::new_v4();
     tracing::Span::current().record("game_id", game_id_text(game_id).as_str());
     let token = create_on_game_server(state, product, player, game_id).await?;
     let settings = Value::Object(product.settings.clone());
     let new = new_game(state, product, player, game_id, &settings, &token);
-    let updated_at = match store::insert(&state.db, &new).await {
-        Ok(t) => t,
+    let saved = if private {
+        join_code::insert_with_code(&state.db, &new, join_code::generate)
+            .await
+            .map(|(t, code)| (t, Some(code)))
+    } else {
+        store::insert(&state.db, &new).await.map(|t| (t, None))
+    };
+    let (updated_at, code) = match saved {
+        Ok(saved) => saved,
         Err(e) => return Err(unsaved(state, product, game_id, &e).await),
     };
-    Ok(created(
-        product, player, game_id, settings, token, updated_at,
-    ))
+    let mut game = created(product, player, game_id, settings, token, updated_at);
+    game.join_code = code;
+    Ok(game)
 }
 
 /// Step 1 of a create: the game server's `create_game`; answers the game token.
@@ -89,6 +99,7 @@ pub(crate) fn new_game<'a>(
         settings,
         token,
         expires_in_secs: state.settings.expiry.secs(GameState::Created),
+        join_code: None,
     }
 }
 
@@ -141,6 +152,7 @@ pub(crate) fn created(
         state: GameState::Created,
         updated_at,
         lobby_at: None,
+        join_code: None,
         players: vec![player.user_id.clone()],
     };
     game.full(&product.game_server_url, Some(&product.game_socket_url))

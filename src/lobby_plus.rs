@@ -424,3 +424,28 @@ async fn create(state: &AppState, product: &Product, player: &Player) -> ApiResu
         Err(e) => Err(lobby::unsaved(state, product, game_id, &e).await),
     }
 }
+
+/// Joins a private (or any) game by its join code.
+pub async fn join_by_code(
+    state: &AppState,
+    product: &Product,
+    player: &Player,
+    raw_code: &str,
+) -> ApiResult<FullGame> {
+    let code = crate::join_code::normalize(raw_code).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "Game Lobby: Invalid join code - expected {} characters from {}.",
+            crate::join_code::LEN,
+            crate::join_code::ALPHABET
+        ))
+    })?;
+    let game_id = store::by_join_code(&state.db, &product.product_id, &code)
+        .await?
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "Game Lobby: Unable to join game - no game with join code {code}, Product ID: {}.",
+                product.product_id
+            ))
+        })?;
+    lobby::join_game(state, product, player, &game_id_text(game_id)).await
+}

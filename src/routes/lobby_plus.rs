@@ -12,7 +12,7 @@ use crate::{
     auth::{Player, ProductRef},
     error::{ApiError, ApiResult, Problem},
     lobby_plus::{self, Left, QuickMatch},
-    model::GameView,
+    model::{FullGame, GameView},
 };
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -20,6 +20,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(game_status))
         .routes(routes!(leave_game))
         .routes(routes!(quick_match))
+        .routes(routes!(join_by_code))
 }
 
 /// Game status.
@@ -168,4 +169,47 @@ async fn quick_match(
             ))
         }
     }
+}
+
+/// Join a game by its code.
+///
+/// Joins the game holding this join code (a private game's code, from its creator) exactly as
+/// `join_game` joins by id. Codes are 6 characters from `23456789ABCDEFGHJKMNPQRSTUVWXYZ`;
+/// case, spaces and dashes do not matter.
+#[utoipa::path(
+    post,
+    path = "/game_lobby/{product_id}/join_by_code/{code}",
+    tag = "lobby",
+    params(
+        ("product_id" = String, Path, description = "Product (game title) id.", example = "exrps"),
+        ("code" = String, Path, description = "The game's join code.", example = "K7QM3X"),
+    ),
+    security(("player_token" = [])),
+    responses(
+        (status = 200, description = "The game with the caller in `players`, `target_game_server` and `join_code`.", body = FullGame),
+        (status = 400, description = "`Game Lobby: Invalid product ID.`, `Game Lobby: Invalid join code - expected 6 characters from 23456789ABCDEFGHJKMNPQRSTUVWXYZ.`, \
+            or as `join_game`: invalid state, refused by the game server, no longer available.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or bad token.", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`Game Lobby: Unable to join game - no game with join code <code>, Product ID: <product_id>.`",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Every seat is taken, or other players hold the game right now.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The game server could not be reached or timed out.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable; retry shortly.",
+            body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn join_by_code(
+    State(state): State<AppState>,
+    ProductRef(product): ProductRef,
+    player: Player,
+    Path(path): Path<(String, String)>,
+) -> ApiResult<Json<FullGame>> {
+    let code = path.1;
+    tracing::Span::current().record("product", product.product_id.as_str());
+    lobby_plus::join_by_code(&state, &product, &player, &code)
+        .await
+        .map(Json)
 }

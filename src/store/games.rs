@@ -27,6 +27,7 @@ pub struct JoinTarget {
     pub my_seat: Option<SeatStatus>,
 }
 
+#[derive(Clone, Copy)]
 pub struct NewGame<'a> {
     pub game_id: Uuid,
     pub product_id: &'a str,
@@ -36,6 +37,8 @@ pub struct NewGame<'a> {
     pub settings: &'a Value,
     pub token: &'a str,
     pub expires_in_secs: f64,
+    /// A private game's join code; `None` for a public game.
+    pub join_code: Option<&'a str>,
 }
 
 /// Inserts a game in state `created` with its creator in seat 0; returns its `updated_at`.
@@ -44,8 +47,8 @@ pub async fn insert(db: impl PgExecutor<'_>, g: &NewGame<'_>) -> sqlx::Result<Da
         r#"
         with g as (
             insert into games (game_id, product_id, creator_id, creator_name, num_players,
-                               settings, token, expires_at)
-            values ($1, $2, $3, $4, $5, $6, $7, now() + make_interval(secs => $8))
+                               settings, token, expires_at, join_code)
+            values ($1, $2, $3, $4, $5, $6, $7, now() + make_interval(secs => $8), $9)
             returning game_id, num_players, creator_id, creator_name, updated_at
         ), creator as (
             insert into game_players (game_id, num_players, player_id, username, seat, status)
@@ -61,6 +64,7 @@ pub async fn insert(db: impl PgExecutor<'_>, g: &NewGame<'_>) -> sqlx::Result<Da
         g.settings,
         g.token,
         g.expires_in_secs,
+        g.join_code,
     )
     .fetch_one(db)
     .await
@@ -77,7 +81,7 @@ pub async fn fetch(
         r#"
         select g.game_id, g.product_id, g.creator_id, g.creator_name, g.num_players,
                g.seats_taken, g.settings, g.token, g.state as "state: GameState",
-               g.updated_at, g.lobby_at,
+               g.updated_at, g.lobby_at, g.join_code,
                array(select p.player_id from game_players p
                      where p.game_id = g.game_id and p.status = 'held'
                      order by p.joined_at, p.seat) as "players!"
@@ -103,12 +107,13 @@ pub async fn open_page(
         r#"
         select g.game_id, g.product_id, g.creator_id, g.creator_name, g.num_players,
                g.seats_taken, g.settings, g.token, g.state as "state: GameState",
-               g.updated_at, g.lobby_at,
+               g.updated_at, g.lobby_at, g.join_code,
                array(select p.player_id from game_players p
                      where p.game_id = g.game_id and p.status = 'held'
                      order by p.joined_at, p.seat) as "players!"
         from games g
         where g.product_id = $1 and g.state = 'creator_joined' and g.seats_taken < g.num_players
+          and g.join_code is null
         order by g.lobby_at, g.game_id
         limit $2 offset $3
         "#,
@@ -524,7 +529,7 @@ pub async fn lock_quick_match_target(
         select game_id, state as "state: GameState"
         from games
         where product_id = $1 and state in ('created', 'creator_joined')
-          and seats_taken < num_players and game_id <> all($2)
+          and seats_taken < num_players and join_code is null and game_id <> all($2)
         order by created_at, game_id
         limit 1
         for update skip locked
@@ -547,12 +552,27 @@ pub async fn any_quick_match_target(
         select exists(
             select 1 from games
             where product_id = $1 and state in ('created', 'creator_joined')
-              and seats_taken < num_players and game_id <> all($2)
+              and seats_taken < num_players and join_code is null and game_id <> all($2)
         ) as "exists!"
         "#,
         product_id,
         except
     )
     .fetch_one(conn)
+    .await
+}
+
+/// The game of the product that holds a join code.
+pub async fn by_join_code(
+    db: impl PgExecutor<'_>,
+    product_id: &str,
+    code: &str,
+) -> sqlx::Result<Option<Uuid>> {
+    sqlx::query_scalar!(
+        "select game_id from games where join_code = $1 and product_id = $2",
+        code,
+        product_id
+    )
+    .fetch_optional(db)
     .await
 }

@@ -11,6 +11,7 @@ mod leave;
 mod lifecycle;
 mod metrics;
 mod open_games;
+mod private;
 mod process;
 mod quick_match;
 mod status;

@@ -9,6 +9,7 @@ pub mod config;
 pub mod error;
 pub mod events;
 pub mod game_server;
+pub mod idempotency;
 pub mod intake;
 pub mod join_code;
 pub mod lifecycle;

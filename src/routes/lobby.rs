@@ -4,6 +4,8 @@ use axum::{
     Json,
     body::Bytes,
     extract::{Path, RawQuery, State},
+    http::HeaderMap,
+    response::Response,
 };
 use serde_json::Value;
 use utoipa::ToSchema;
@@ -13,7 +15,7 @@ use crate::{
     app::AppState,
     auth::{Player, ProductRef},
     error::{ApiError, ApiResult, Problem},
-    lobby,
+    idempotency, lobby,
     model::{FullGame, PartialGame},
 };
 
@@ -58,7 +60,11 @@ fn create_options(body: &[u8]) -> ApiResult<bool> {
     post,
     path = "/game_lobby/{product_id}/create_game",
     tag = "lobby",
-    params(("product_id" = String, Path, description = "Product (game title) id.", example = "exrps")),
+    params(
+        ("product_id" = String, Path, description = "Product (game title) id.", example = "exrps"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Optional, 1 to 255 visible ASCII characters. A retry with the same key by the same player within a day answers the first game again (with `Idempotent-Replayed: true`) instead of creating another.",
+            example = "5f1c8e0a-create-1"),
+    ),
     request_body(content = CreateGameBody, description = "Optional. Only `private` is read; anything else (the portal sends `{\"game_type\":0,\"num_players\":2,\"creater_id\":...}`) is ignored.",
         examples(
             ("public" = (summary = "What the portal sends: a public game", value = json!({"game_type": 0, "num_players": 2}))),
@@ -67,9 +73,13 @@ fn create_options(body: &[u8]) -> ApiResult<bool> {
     security(("player_token" = [])),
     responses(
         (status = 200, description = "The new game, with `target_game_server` (where to connect) and, for a private game, `join_code`.", body = FullGame),
-        (status = 400, description = "`Game Lobby: Invalid product ID.`, `Unable to create game on target game server.` or `Game Lobby: Invalid request - \"private\" must be true or false.`",
+        (status = 400, description = "`Game Lobby: Invalid product ID.`, `Unable to create game on target game server.`, `Game Lobby: Invalid request - \"private\" must be true or false.` or a malformed `Idempotency-Key`.",
             body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "`Game Lobby: Not authorized.` (no `Authorization`) or `Game Lobby: Unable to fetch user profile for user. Relog may be required.` (bad token)",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A request with the same `Idempotency-Key` is still in progress.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The `Idempotency-Key` was already used for a different request.",
             body = Problem, content_type = "application/problem+json"),
         (status = 500, description = "`Game Lobby: Error saving the game. Please contact support.`",
             body = Problem, content_type = "application/problem+json"),
@@ -83,13 +93,24 @@ async fn create_game(
     State(state): State<AppState>,
     ProductRef(product): ProductRef,
     player: Player,
+    headers: HeaderMap,
     body: Bytes,
-) -> ApiResult<Json<FullGame>> {
+) -> ApiResult<Response> {
     tracing::Span::current().record("product", product.product_id.as_str());
+    let key = idempotency::key(&headers)?;
     let private = create_options(&body)?;
-    lobby::create_game(&state, &product, &player, private)
-        .await
-        .map(Json)
+    idempotency::run(
+        &state,
+        &product,
+        &player,
+        key,
+        "create_game",
+        format!("private={private}"),
+        move |state, product, player| async move {
+            lobby::create_game(&state, &product, &player, private).await
+        },
+    )
+    .await
 }
 
 /// Join a game.

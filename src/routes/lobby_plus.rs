@@ -4,13 +4,16 @@
 use axum::{
     Json,
     extract::{Path, State},
+    http::HeaderMap,
+    response::Response,
 };
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
     app::AppState,
     auth::{Player, ProductRef},
-    error::{ApiError, ApiResult, Problem},
+    error::{ApiResult, Problem},
+    idempotency,
     lobby_plus::{self, Left, QuickMatch},
     model::{FullGame, GameView},
 };
@@ -131,15 +134,19 @@ async fn leave_game(
     tag = "lobby",
     params(
         ("product_id" = String, Path, description = "Product (game title) id.", example = "exrps"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Optional, 1 to 255 visible ASCII characters. A retry with the same key by the same player within a day answers the first result again (with `Idempotent-Replayed: true`).",
+            example = "5f1c8e0a-quick-1"),
     ),
     security(("player_token" = [])),
     responses(
         (status = 200, description = "The game (full, with `target_game_server`) and `outcome`: `joined`, `created` or `already_seated`.",
             body = QuickMatch),
-        (status = 400, description = "`Game Lobby: Invalid product ID.` or `Unable to create game on target game server.`",
+        (status = 400, description = "`Game Lobby: Invalid product ID.`, `Unable to create game on target game server.` or a malformed `Idempotency-Key`.",
             body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or bad token.", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "A join or quick match of the caller is still in progress.",
+        (status = 409, description = "A join or quick match of the caller is still in progress, or a request with the same `Idempotency-Key` is.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The `Idempotency-Key` was already used for a different request.",
             body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "The game server could not be reached, timed out, or gave an unusable answer.",
             body = Problem, content_type = "application/problem+json"),
@@ -151,24 +158,24 @@ async fn quick_match(
     State(state): State<AppState>,
     ProductRef(product): ProductRef,
     player: Player,
-) -> ApiResult<Json<QuickMatch>> {
+    headers: HeaderMap,
+) -> ApiResult<Response> {
     tracing::Span::current().record("product", product.product_id.as_str());
-    // Runs to the end even if the client goes away, so no reservation is left behind.
-    let span = tracing::Span::current();
-    let task = tokio::spawn(tracing::Instrument::instrument(
-        async move { lobby_plus::quick_match(&state, &product, &player).await },
-        span,
-    ));
-    match task.await {
-        Ok(result) => result.map(Json),
-        Err(e) => {
-            tracing::error!(error = %e, "quick match task failed");
-            Err(ApiError::new(
-                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-                "Game Lobby: Internal error. Please contact support.",
-            ))
-        }
-    }
+    let key = idempotency::key(&headers)?;
+    // The quick match runs in its own task: it finishes even if the client goes away, so no
+    // reservation is left behind.
+    idempotency::run(
+        &state,
+        &product,
+        &player,
+        key,
+        "quick_match",
+        String::new(),
+        |state, product, player| async move {
+            lobby_plus::quick_match(&state, &product, &player).await
+        },
+    )
+    .await
 }
 
 /// Join a game by its code.

@@ -181,7 +181,7 @@ fn cors(origins: &[String]) -> CorsLayer {
             HeaderName::from_static("idempotency-key"),
             REQUEST_ID,
         ])
-        .expose_headers([REQUEST_ID])
+        .expose_headers([REQUEST_ID, crate::idempotency::REPLAYED])
         .max_age(Duration::from_secs(3600));
     if origins.is_empty() || origins.iter().any(|o| o == "*") {
         layer.allow_origin(Any)

@@ -3,4 +3,5 @@
 
 pub mod cursor;
 pub mod games;
+pub mod idempotency;
 pub mod outbox;

@@ -6,6 +6,7 @@ mod demo;
 mod events;
 mod health;
 mod helpers;
+mod idempotency;
 mod join;
 mod leave;
 mod lifecycle;

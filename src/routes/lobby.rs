@@ -160,6 +160,11 @@ async fn join_game(
 ///
 /// Games of the product that can be joined (state `creator_joined` with a free seat), oldest
 /// in the lobby first. No authentication. An unknown product gives an empty list.
+///
+/// `settings.<key>=<value>` keeps only games whose settings hold that value (several filters:
+/// all of them), e.g. `?settings.mode=ranked`. A value that reads as JSON is taken as JSON
+/// (`settings.num_players=2` is the number 2, `settings.num_players="2"` the string); anything
+/// else is a string. Private games are never listed.
 #[utoipa::path(
     get,
     path = "/game_lobby/{product_id}/open_games",
@@ -168,10 +173,11 @@ async fn join_game(
         ("product_id" = String, Path, description = "Product (game title) id.", example = "exrps"),
         ("count" = Option<u32>, Query, description = "Games per page; default 10, at most 25.", example = 10),
         ("page" = Option<u32>, Query, description = "Zero-based page number.", example = 0),
+        ("settings.mode" = Option<String>, Query, description = "A settings filter: any `settings.<key>=<value>` (at most 10). This one keeps games whose `settings.mode` is `ranked`.", example = "ranked"),
     ),
     responses(
         (status = 200, description = "A page of open games.", body = [PartialGame]),
-        (status = 400, description = "`Invalid request - page size and entry count must be integers.` or a negative value.",
+        (status = 400, description = "`Invalid request - page size and entry count must be integers.`, a negative value, or a bad settings filter (empty or over-long key, over-long value, more than 10).",
             body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The database is unavailable; retry shortly.",
             body = Problem, content_type = "application/problem+json"),
@@ -183,14 +189,18 @@ async fn open_games(
     RawQuery(query): RawQuery,
 ) -> ApiResult<Json<Vec<PartialGame>>> {
     let (mut count, mut page) = (None, None);
-    for (key, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
-        match key.as_ref() {
-            "count" => count = Some(value.into_owned()),
-            "page" => page = Some(value.into_owned()),
+    let pairs: Vec<(String, String)> = form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .into_owned()
+        .collect();
+    for (key, value) in &pairs {
+        match key.as_str() {
+            "count" => count = Some(value.as_str()),
+            "page" => page = Some(value.as_str()),
             _ => {}
         }
     }
-    lobby::open_games(&state, &product_id, count.as_deref(), page.as_deref())
+    let settings = lobby::settings_filter(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
+    lobby::open_games(&state, &product_id, count, page, &settings)
         .await
         .map(Json)
 }

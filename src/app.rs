@@ -39,6 +39,8 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     /// Keeps a burst of quick matches from creating more games than needed.
     pub quick_match: crate::lobby_plus::Gates,
+    /// This process's fan-out of live-lobby changes.
+    pub lobby: crate::live::Hub,
     products: HashMap<String, Arc<Product>>,
 }
 
@@ -62,6 +64,7 @@ impl AppState {
             game_servers: GameServerClient::new(settings.game_server_timeout, metrics.clone())?,
             metrics,
             quick_match: Default::default(),
+            lobby: crate::live::Hub::new(settings.lobby_stream_buffer),
             products,
             settings,
             db,
@@ -127,6 +130,10 @@ impl Application {
             ));
         }
         tasks.spawn(lifecycle::run_reaper(self.state.clone(), shutdown.clone()));
+        tasks.spawn(crate::live::run_listener(
+            self.state.clone(),
+            shutdown.clone(),
+        ));
         tasks.spawn(lifecycle::run_dispatcher(
             self.state.clone(),
             shutdown.clone(),

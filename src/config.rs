@@ -128,6 +128,12 @@ pub struct Overrides {
     /// Longest graceful shutdown, in ms [toml: shutdown_timeout_ms] [default: 10000]
     #[arg(long, env = "MATCHMAKER_SHUTDOWN_TIMEOUT_MS", global = true)]
     pub shutdown_timeout_ms: Option<u64>,
+    /// Interval of the live lobby stream's heartbeat comments, in ms [toml: lobby_stream_heartbeat_ms] [default: 15000]
+    #[arg(long, env = "MATCHMAKER_LOBBY_STREAM_HEARTBEAT_MS", global = true)]
+    pub lobby_stream_heartbeat_ms: Option<u64>,
+    /// Lobby changes a live-lobby subscriber may fall behind by before it is dropped [toml: lobby_stream_buffer] [default: 256]
+    #[arg(long, env = "MATCHMAKER_LOBBY_STREAM_BUFFER", global = true)]
+    pub lobby_stream_buffer: Option<usize>,
     /// Log format, `text` or `json` [toml: log_format] [default: text]
     #[arg(long, env = "MATCHMAKER_LOG_FORMAT", global = true)]
     pub log_format: Option<String>,
@@ -165,8 +171,20 @@ struct FileConfig {
     outbox_max_attempts: Option<u32>,
     outbox_backoff_ms: Option<u64>,
     shutdown_timeout_ms: Option<u64>,
+    lobby_stream_heartbeat_ms: Option<u64>,
+    lobby_stream_buffer: Option<usize>,
     expiry: Option<FileExpiry>,
     games: Option<Vec<FileGame>>,
+    sample_players: Option<Vec<SamplePlayer>>,
+}
+
+/// A player the lobby page at `/` offers ready-made tokens for (development only: anyone who
+/// can load the page can act as these players).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SamplePlayer {
+    pub user_id: String,
+    pub username: String,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -278,6 +296,10 @@ pub struct Settings {
     pub outbox_max_attempts: u32,
     pub outbox_backoff: Duration,
     pub shutdown_timeout: Duration,
+    pub lobby_stream_heartbeat: Duration,
+    pub lobby_stream_buffer: usize,
+    /// Players the lobby page offers tokens for; empty outside development.
+    pub sample_players: Vec<SamplePlayer>,
     pub products: Vec<Product>,
 }
 
@@ -306,6 +328,9 @@ impl fmt::Debug for Settings {
             .field("outbox_max_attempts", &self.outbox_max_attempts)
             .field("outbox_backoff", &self.outbox_backoff)
             .field("shutdown_timeout", &self.shutdown_timeout)
+            .field("lobby_stream_heartbeat", &self.lobby_stream_heartbeat)
+            .field("lobby_stream_buffer", &self.lobby_stream_buffer)
+            .field("sample_players", &self.sample_players)
             .field("products", &self.products)
             .finish()
     }
@@ -506,6 +531,26 @@ impl Settings {
             file.shutdown_timeout_ms,
             10_000,
         )?;
+        let lobby_stream_heartbeat = millis(
+            "lobby_stream_heartbeat_ms",
+            &o.lobby_stream_heartbeat_ms,
+            file.lobby_stream_heartbeat_ms,
+            15_000,
+        )?;
+        let lobby_stream_buffer =
+            pick(&o.lobby_stream_buffer, file.lobby_stream_buffer).unwrap_or(256);
+        if !(1..=65_536).contains(&lobby_stream_buffer) {
+            return Err(bad("lobby_stream_buffer", "must be between 1 and 65536"));
+        }
+        let sample_players = file.sample_players.unwrap_or_default();
+        for (i, p) in sample_players.iter().enumerate() {
+            if p.user_id.trim().is_empty() || p.username.trim().is_empty() {
+                return Err(bad(
+                    format!("sample_players[{i}]"),
+                    "user_id and username must not be empty",
+                ));
+            }
+        }
         let outbox_max_attempts =
             pick(&o.outbox_max_attempts, file.outbox_max_attempts).unwrap_or(10);
         if outbox_max_attempts == 0 {
@@ -551,6 +596,9 @@ impl Settings {
             outbox_max_attempts,
             outbox_backoff,
             shutdown_timeout,
+            lobby_stream_heartbeat,
+            lobby_stream_buffer,
+            sample_players,
             products,
         })
     }

@@ -13,6 +13,7 @@ pub mod idempotency;
 pub mod intake;
 pub mod join_code;
 pub mod lifecycle;
+pub mod live;
 pub mod lobby;
 pub mod lobby_plus;
 pub mod metrics;

@@ -3,6 +3,7 @@
 
 mod events;
 mod health;
+mod live;
 mod lobby;
 mod lobby_plus;
 
@@ -74,6 +75,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(lobby::routes())
         .merge(lobby_plus::routes())
+        .merge(live::routes())
         .merge(events::routes())
         .merge(health::routes())
         .split_for_parts()

@@ -10,6 +10,7 @@ mod idempotency;
 mod join;
 mod leave;
 mod lifecycle;
+mod live;
 mod metrics;
 mod open_games;
 mod private;

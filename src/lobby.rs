@@ -18,7 +18,7 @@ use crate::{
     model::{FullGame, Game, GameState, PartialGame, game_id_text},
     store::{
         games::{self as store, NewGame, SeatStatus},
-        outbox,
+        intents, outbox,
     },
 };
 
@@ -28,6 +28,9 @@ const LOCK_ATTEMPTS: u32 = 5;
 pub const GONE: &str = "GameLobby: Cannot join game - it is no longer available";
 
 /// Creates a game on the product's game server, then records it.
+///
+/// An intent row is written first (within the creator's open-games limit), so a crash after
+/// the game server's answer leaves a trace the reaper turns into a `remove_game`.
 pub async fn create_game(
     state: &AppState,
     product: &Product,
@@ -37,16 +40,45 @@ pub async fn create_game(
     let id_text = game_id_text(game_id);
     tracing::Span::current().record("game_id", id_text.as_str());
 
-    let token = state
+    let limit = state.settings.max_open_games_per_player;
+    let mut conn = state.db.acquire().await?;
+    if !intents::begin(
+        &mut conn,
+        game_id,
+        &product.product_id,
+        &player.user_id,
+        limit,
+    )
+    .await?
+    {
+        return Err(ApiError::conflict(format!(
+            "Game Lobby: You already have {limit} open games. Start, leave or wait for one of them \
+             before creating another."
+        )));
+    }
+    drop(conn);
+
+    let token = match state
         .game_servers
         .create_game(product, &id_text, &player.user_id, &player.username)
         .await
-        .map_err(|e| match e {
-            GameServerError::Refused { .. } => {
-                ApiError::bad_request("Unable to create game on target game server.")
+    {
+        Ok(token) => token,
+        Err(e) => {
+            // A refusal means the game server holds nothing. After a fault it may hold the
+            // game: owe it a remove_game in the transaction that drops the intent.
+            let refused = matches!(e, GameServerError::Refused { .. });
+            if let Err(db) = abandon_create(state, product, game_id, !refused).await {
+                // The intent stays; the reaper owes the removal once it is overdue.
+                tracing::error!(error = %db, game_id = %id_text, "could not drop a failed create's intent");
             }
-            other => game_server_fault(&other),
-        })?;
+            return Err(if refused {
+                ApiError::bad_request("Unable to create game on target game server.")
+            } else {
+                game_server_fault(&e)
+            });
+        }
+    };
 
     let settings = Value::Object(product.settings.clone());
     let new = NewGame {
@@ -60,26 +92,27 @@ pub async fn create_game(
         expires_in_secs: state.settings.expiry.secs(GameState::Created),
     };
     let updated_at = match store::insert(&state.db, &new).await {
-        Ok(t) => t,
+        Ok(Some(t)) => t,
+        Ok(None) => {
+            // The game server answered after the reaper had given up on this create and owed
+            // the removal.
+            return Err(ApiError::bad_gateway(
+                "Game Lobby: The game server answered too late. Please try again.",
+            ));
+        }
         Err(e) => {
             tracing::error!(error = %e, game_id = %id_text, "saving a created game failed; removing it from the game server");
-            // Owe the removal durably if the database still takes writes, else try once now.
-            if outbox::owe_remove_game(&state.db, &product.product_id, game_id)
-                .await
-                .is_err()
-            {
-                let client = state.game_servers.clone();
-                let product = product.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = client.remove_game(&product, &id_text).await {
-                        tracing::error!(error = %e, game_id = %id_text, "could not remove an unsaved game from its game server");
-                    }
-                });
+            if let Err(db) = abandon_create(state, product, game_id, true).await {
+                tracing::error!(error = %db, game_id = %id_text, "could not owe remove_game now; the reaper will");
             }
-            return Err(ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Game Lobby: Error saving the game. Please contact support.",
-            ));
+            return Err(if crate::error::unavailable(&e) {
+                ApiError::unavailable()
+            } else {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Game Lobby: Error saving the game. Please contact support.",
+                )
+            });
         }
     };
 
@@ -168,6 +201,20 @@ pub async fn join_game(
         .await?
         .ok_or_else(|| ApiError::bad_request(GONE))?;
     Ok(game.full(&product.game_server_url, Some(&product.game_socket_url)))
+}
+
+/// Drops a create's intent, owing the game server a `remove_game` when it may hold the game.
+async fn abandon_create(
+    state: &AppState,
+    product: &Product,
+    game_id: Uuid,
+    owe_removal: bool,
+) -> sqlx::Result<()> {
+    let mut tx = state.db.begin().await?;
+    if intents::cancel(&mut *tx, game_id).await? && owe_removal {
+        outbox::owe_remove_game(&mut *tx, &product.product_id, game_id).await?;
+    }
+    tx.commit().await
 }
 
 async fn release(

@@ -63,6 +63,11 @@ pub struct GameLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StreamLabels {
+    pub stream: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReapLabels {
     pub action: &'static str,
 }
@@ -80,6 +85,7 @@ pub struct Metrics {
     pub game_server_calls: Family<CallLabels, Counter>,
     pub game_server_duration: Family<CallKindLabels, Histogram, fn() -> Histogram>,
     pub events: Family<EventLabels, Counter>,
+    pub stream_lag: Family<StreamLabels, Gauge<f64, AtomicU64>>,
     pub reaper: Family<ReapLabels, Counter>,
     pub games: Family<GameLabels, Gauge>,
     pub outbox_pending: Gauge,
@@ -104,6 +110,7 @@ impl Metrics {
             game_server_calls: Family::default(),
             game_server_duration: Family::new_with_constructor(latency),
             events: Family::default(),
+            stream_lag: Family::default(),
             reaper: Family::default(),
             games: Family::default(),
             outbox_pending: Gauge::default(),
@@ -141,6 +148,12 @@ impl Metrics {
             "events",
             "Game-server events by intake (stream, http) and outcome",
             m.events.clone(),
+        );
+        registry.register(
+            "event_stream_lag_seconds",
+            "How far the stream reader is behind: age of the last entry applied while more are \
+             waiting, 0 when caught up (set by the process that holds the reader lock)",
+            m.stream_lag.clone(),
         );
         registry.register(
             "reaper_actions",

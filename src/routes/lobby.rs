@@ -10,6 +10,7 @@ use crate::{
     app::AppState,
     auth::{Player, ProductRef},
     error::{ApiResult, Problem},
+    limits::ClientIp,
     lobby,
     model::{FullGame, PartialGame},
 };
@@ -39,6 +40,13 @@ pub fn routes() -> OpenApiRouter<AppState> {
             body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "`Game Lobby: Not authorized.` (no `Authorization`) or `Game Lobby: Unable to fetch user profile for user. Relog may be required.` (bad token)",
             body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The caller already has `max_open_games_per_player` games waiting for players.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The request body is larger than `max_body_bytes` (64 KiB by default).",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many creates and joins from this player or address; see `Retry-After`.",
+            body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying."))),
         (status = 500, description = "`Game Lobby: Error saving the game. Please contact support.`",
             body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "The game server could not be reached, timed out, or answered without a `gameToken`.",
@@ -51,8 +59,10 @@ async fn create_game(
     State(state): State<AppState>,
     ProductRef(product): ProductRef,
     player: Player,
+    ClientIp(ip): ClientIp,
 ) -> ApiResult<Json<FullGame>> {
     tracing::Span::current().record("product", product.product_id.as_str());
+    state.rate_limits.check(&player.user_id, ip)?;
     lobby::create_game(&state, &product, &player)
         .await
         .map(Json)
@@ -82,6 +92,11 @@ async fn create_game(
             body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Every seat is taken, or other players hold the game right now.",
             body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The request body is larger than `max_body_bytes` (64 KiB by default).",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many creates and joins from this player or address; see `Retry-After`.",
+            body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying."))),
         (status = 502, description = "The game server could not be reached or timed out.",
             body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The database is unavailable; retry shortly.",
@@ -92,10 +107,12 @@ async fn join_game(
     State(state): State<AppState>,
     ProductRef(product): ProductRef,
     player: Player,
+    ClientIp(ip): ClientIp,
     Path(path): Path<(String, String)>,
 ) -> ApiResult<Json<FullGame>> {
     let game_id = path.1;
     tracing::Span::current().record("product", product.product_id.as_str());
+    state.rate_limits.check(&player.user_id, ip)?;
     lobby::join_game(&state, &product, &player, &game_id)
         .await
         .map(Json)

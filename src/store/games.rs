@@ -38,14 +38,21 @@ pub struct NewGame<'a> {
     pub expires_in_secs: f64,
 }
 
-/// Inserts a game in state `created` with its creator in seat 0; returns its `updated_at`.
-pub async fn insert(db: impl PgExecutor<'_>, g: &NewGame<'_>) -> sqlx::Result<DateTime<Utc>> {
+/// Inserts a game in state `created` with its creator in seat 0, consuming its create intent;
+/// returns its `updated_at`, or `None` when the intent is gone (the reaper gave up on it).
+pub async fn insert(
+    db: impl PgExecutor<'_>,
+    g: &NewGame<'_>,
+) -> sqlx::Result<Option<DateTime<Utc>>> {
     sqlx::query_scalar!(
         r#"
-        with g as (
+        with intent as (
+            delete from create_intents where game_id = $1 returning game_id
+        ), g as (
             insert into games (game_id, product_id, creator_id, creator_name, num_players,
                                settings, token, expires_at)
-            values ($1, $2, $3, $4, $5, $6, $7, now() + make_interval(secs => $8))
+            select game_id, $2, $3, $4, $5, $6, $7, now() + make_interval(secs => $8)
+            from intent
             returning game_id, num_players, creator_id, creator_name, updated_at
         ), creator as (
             insert into game_players (game_id, num_players, player_id, username, seat, status)
@@ -62,7 +69,7 @@ pub async fn insert(db: impl PgExecutor<'_>, g: &NewGame<'_>) -> sqlx::Result<Da
         g.token,
         g.expires_in_secs,
     )
-    .fetch_one(db)
+    .fetch_optional(db)
     .await
 }
 

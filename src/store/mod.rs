@@ -3,4 +3,5 @@
 
 pub mod cursor;
 pub mod games;
+pub mod intents;
 pub mod outbox;

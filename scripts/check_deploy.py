@@ -457,7 +457,7 @@ def run_binary(services: dict, work: Path) -> tuple[str | None, str | None]:
         except OSError:
             pass
         time.sleep(0.2)
-    if not check(status == 200, f"`matchmaker serve` with the matchmaker service's environment: /healthz 200",
+    if not check(status == 200, "`matchmaker serve` with the matchmaker service's environment: /healthz 200",
                  f"exit {proc.poll()}; log: {Path(log.name).read_text()[-2000:]}"):
         return None, None
     status, _, body = http(base + "/readyz")
@@ -495,7 +495,7 @@ def run_binary(services: dict, work: Path) -> tuple[str | None, str | None]:
     check(any("reading the game event stream" in ln for ln in lines),
           "the stream reader took the lead on the Redis stream")
     if shutil.which("redis-cli"):
-        check(f'intake="stream"' in metrics, "a stream entry was read and counted (matchmaker_events_total)")
+        check('intake="stream"' in metrics, "a stream entry was read and counted (matchmaker_events_total)")
     check('matchmaker_reaper_actions_total{action="expired"} 1' in metrics,
           "the reaper expired the overdue game (matchmaker_reaper_actions_total)")
     check(re.search(r"^matchmaker_outbox_pending 1$", metrics, re.M) is not None,

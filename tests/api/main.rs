@@ -1,6 +1,7 @@
 //! Integration tests: one binary, a fresh database per test (`#[sqlx::test]`).
 
 mod auth;
+mod browser;
 mod create;
 mod demo;
 mod events;
@@ -12,3 +13,4 @@ mod metrics;
 mod open_games;
 mod process;
 mod stream;
+mod swagger_ui;

@@ -65,10 +65,11 @@ pub async fn create_game(
     {
         Ok(token) => token,
         Err(e) => {
-            // A refusal means the game server holds nothing. After a fault it may hold the
-            // game: owe it a remove_game in the transaction that drops the intent.
+            // A 4xx refusal means the game server holds nothing. After a fault (or a 5xx) it
+            // may hold the game: owe it a remove_game in the transaction that drops the intent.
             let refused = matches!(e, GameServerError::Refused { .. });
-            if let Err(db) = abandon_create(state, product, game_id, !refused).await {
+            let may_hold = !matches!(e, GameServerError::Refused { status, .. } if status < 500);
+            if let Err(db) = abandon_create(state, product, game_id, may_hold).await {
                 // The intent stays; the reaper owes the removal once it is overdue.
                 tracing::error!(error = %db, game_id = %id_text, "could not drop a failed create's intent");
             }

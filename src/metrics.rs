@@ -131,7 +131,7 @@ impl Metrics {
         );
         registry.register(
             "lobby_operations",
-            "Creates and joins by outcome (ok, conflict, rejected, game_server_refused, unavailable, error)",
+            "Creates and joins by outcome (ok, conflict, rejected, rate_limited, unavailable, error)",
             m.lobby_operations.clone(),
         );
         registry.register(
@@ -185,6 +185,30 @@ impl Metrics {
             "Idle database connections in the pool",
             m.db_pool_idle.clone(),
         );
+        // Known series start at 0, so the first event shows in rate() and the series exist
+        // before anything happens.
+        for operation in ["create", "join"] {
+            for outcome in [
+                "ok",
+                "conflict",
+                "rejected",
+                "rate_limited",
+                "unavailable",
+                "error",
+            ] {
+                let _ = m
+                    .lobby_operations
+                    .get_or_create(&OutcomeLabels { operation, outcome });
+            }
+        }
+        for action in [
+            "expired",
+            "reset",
+            "reservation_released",
+            "create_abandoned",
+        ] {
+            let _ = m.reaper.get_or_create(&ReapLabels { action });
+        }
         Self { registry, ..m }
     }
 
@@ -227,6 +251,7 @@ impl Metrics {
         let outcome = match status {
             200..=299 => "ok",
             409 => "conflict",
+            429 => "rate_limited",
             502 | 503 => "unavailable",
             500..=599 => "error",
             _ => "rejected",

@@ -119,7 +119,8 @@ pub fn router(state: AppState) -> Router {
                     )
                 })
                 // `track` writes the one line per request.
-                .on_response(()),
+                .on_response(())
+                .on_failure(()),
         )
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))

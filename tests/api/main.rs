@@ -2,6 +2,7 @@
 
 mod auth;
 mod browser;
+mod crash;
 mod create;
 mod demo;
 mod events;

@@ -39,6 +39,8 @@ pub struct Shared {
     pub game_servers: GameServerClient,
     pub metrics: Arc<Metrics>,
     pub rate_limits: RateLimits,
+    /// Keeps a burst of quick matches from creating more games than needed.
+    pub quick_match: crate::lobby_plus::Gates,
     products: HashMap<String, Arc<Product>>,
 }
 
@@ -65,6 +67,7 @@ impl AppState {
                 settings.rate_limit_player_per_minute,
                 settings.rate_limit_ip_per_minute,
             ),
+            quick_match: Default::default(),
             products,
             settings,
             db,

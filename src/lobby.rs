@@ -15,6 +15,7 @@ use crate::{
     config::Product,
     error::{ApiError, ApiResult},
     game_server::GameServerError,
+    join_code,
     model::{FullGame, Game, GameState, PartialGame, game_id_text},
     store::{
         games::{self as store, NewGame, SeatStatus},
@@ -27,7 +28,8 @@ const LOCK_ATTEMPTS: u32 = 5;
 
 pub const GONE: &str = "GameLobby: Cannot join game - it is no longer available";
 
-/// Creates a game on the product's game server, then records it.
+/// Creates a game on the product's game server, then records it. A private game is not
+/// listed and gets a join code.
 ///
 /// An intent row is written first (within the creator's open-games limit), so a crash after
 /// the game server's answer leaves a trace the reaper turns into a `remove_game`.
@@ -35,14 +37,43 @@ pub async fn create_game(
     state: &AppState,
     product: &Product,
     player: &Player,
+    private: bool,
 ) -> ApiResult<FullGame> {
     let game_id = Uuid::new_v4();
-    let id_text = game_id_text(game_id);
-    tracing::Span::current().record("game_id", id_text.as_str());
+    tracing::Span::current().record("game_id", game_id_text(game_id).as_str());
+    begin_create(state, product, player, game_id).await?;
+    let token = create_on_game_server(state, product, player, game_id).await?;
+    let settings = Value::Object(product.settings.clone());
+    let new = new_game(state, product, player, game_id, &settings, &token);
+    let saved = if private {
+        join_code::insert_with_code(&state.db, &new, join_code::generate)
+            .await
+            .map(|saved| saved.map(|(t, code)| (t, Some(code))))
+    } else {
+        store::insert(&state.db, &new)
+            .await
+            .map(|t| t.map(|t| (t, None)))
+    };
+    let (updated_at, code) = match saved {
+        Ok(Some(saved)) => saved,
+        Ok(None) => return Err(too_late()),
+        Err(e) => return Err(unsaved(state, product, game_id, &e).await),
+    };
+    let mut game = created(product, player, game_id, settings, token, updated_at);
+    game.join_code = code;
+    Ok(game)
+}
 
+/// Step 0 of a create: the intent row, within the creator's open-games limit.
+pub(crate) async fn begin_create(
+    state: &AppState,
+    product: &Product,
+    player: &Player,
+    game_id: Uuid,
+) -> ApiResult<()> {
     let limit = state.settings.max_open_games_per_player;
     let mut conn = state.db.acquire().await?;
-    if !intents::begin(
+    if intents::begin(
         &mut conn,
         game_id,
         &product.product_id,
@@ -51,72 +82,121 @@ pub async fn create_game(
     )
     .await?
     {
-        return Err(ApiError::conflict(format!(
-            "Game Lobby: You already have {limit} open games. Start, leave or wait for one of them \
-             before creating another."
-        )));
+        return Ok(());
     }
-    drop(conn);
+    Err(ApiError::conflict(format!(
+        "Game Lobby: You already have {limit} open games. Start, leave or wait for one of them \
+         before creating another."
+    )))
+}
 
-    let token = match state
+/// The game server answered after the reaper had given up on this create and owed the removal.
+pub(crate) fn too_late() -> ApiError {
+    ApiError::bad_gateway("Game Lobby: The game server answered too late. Please try again.")
+}
+
+/// Step 1 of a create: the game server's `create_game`; answers the game token. On failure the
+/// intent is dropped, owing a `remove_game` when the game server may hold the game.
+pub(crate) async fn create_on_game_server(
+    state: &AppState,
+    product: &Product,
+    player: &Player,
+    game_id: Uuid,
+) -> ApiResult<String> {
+    let answer = state
         .game_servers
-        .create_game(product, &id_text, &player.user_id, &player.username)
-        .await
-    {
-        Ok(token) => token,
-        Err(e) => {
-            // A 4xx refusal means the game server holds nothing. After a fault (or a 5xx) it
-            // may hold the game: owe it a remove_game in the transaction that drops the intent.
-            let refused = matches!(e, GameServerError::Refused { .. });
-            let may_hold = !matches!(e, GameServerError::Refused { status, .. } if status < 500);
-            if let Err(db) = abandon_create(state, product, game_id, may_hold).await {
-                // The intent stays; the reaper owes the removal once it is overdue.
-                tracing::error!(error = %db, game_id = %id_text, "could not drop a failed create's intent");
-            }
-            return Err(if refused {
-                ApiError::bad_request("Unable to create game on target game server.")
-            } else {
-                game_server_fault(&e)
-            });
-        }
+        .create_game(
+            product,
+            &game_id_text(game_id),
+            &player.user_id,
+            &player.username,
+        )
+        .await;
+    let e = match answer {
+        Ok(token) => return Ok(token),
+        Err(e) => e,
     };
+    // A 4xx refusal means the game server holds nothing. After a fault (or a 5xx) it may hold
+    // the game: owe it a remove_game in the transaction that drops the intent.
+    let may_hold = !matches!(e, GameServerError::Refused { status, .. } if status < 500);
+    if let Err(db) = abandon_create(state, product, game_id, may_hold).await {
+        // The intent stays; the reaper owes the removal once it is overdue.
+        tracing::error!(error = %db, game_id = %game_id.simple(), "could not drop a failed create's intent");
+    }
+    Err(match e {
+        GameServerError::Refused { .. } => {
+            ApiError::bad_request("Unable to create game on target game server.")
+        }
+        other => game_server_fault(&other),
+    })
+}
 
-    let settings = Value::Object(product.settings.clone());
-    let new = NewGame {
+/// The row of a game just created on the game server.
+pub(crate) fn new_game<'a>(
+    state: &AppState,
+    product: &'a Product,
+    player: &'a Player,
+    game_id: Uuid,
+    settings: &'a Value,
+    token: &'a str,
+) -> NewGame<'a> {
+    NewGame {
         game_id,
         product_id: &product.product_id,
         creator_id: &player.user_id,
         creator_name: &player.username,
         num_players: product.num_players,
-        settings: &settings,
-        token: &token,
+        settings,
+        token,
         expires_in_secs: state.settings.expiry.secs(GameState::Created),
-    };
-    let updated_at = match store::insert(&state.db, &new).await {
-        Ok(Some(t)) => t,
-        Ok(None) => {
-            // The game server answered after the reaper had given up on this create and owed
-            // the removal.
-            return Err(ApiError::bad_gateway(
-                "Game Lobby: The game server answered too late. Please try again.",
-            ));
-        }
-        Err(e) => {
-            tracing::error!(error = %e, game_id = %id_text, "saving a created game failed; removing it from the game server");
-            if let Err(db) = abandon_create(state, product, game_id, true).await {
-                tracing::error!(error = %db, game_id = %id_text, "could not owe remove_game now; the reaper will");
-            }
-            return Err(if crate::error::unavailable(&e) {
-                ApiError::unavailable()
-            } else {
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "Game Lobby: Error saving the game. Please contact support.",
-                )
-            });
-        }
-    };
+        join_code: None,
+    }
+}
 
+/// Saving a game the game server already holds failed: owe its removal (or leave the intent
+/// to the reaper when the database is down) and answer 503 or 500.
+pub(crate) async fn unsaved(
+    state: &AppState,
+    product: &Product,
+    game_id: Uuid,
+    e: &sqlx::Error,
+) -> ApiError {
+    tracing::error!(error = %e, game_id = %game_id.simple(), "saving a created game failed; removing it from the game server");
+    if let Err(db) = abandon_create(state, product, game_id, true).await {
+        tracing::error!(error = %db, game_id = %game_id.simple(), "could not owe remove_game now; the reaper will");
+    }
+    if crate::error::unavailable(e) {
+        return ApiError::unavailable();
+    }
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "Game Lobby: Error saving the game. Please contact support.",
+    )
+}
+
+/// Drops a create's intent, owing the game server a `remove_game` when it may hold the game.
+pub(crate) async fn abandon_create(
+    state: &AppState,
+    product: &Product,
+    game_id: Uuid,
+    owe_removal: bool,
+) -> sqlx::Result<()> {
+    let mut tx = state.db.begin().await?;
+    if intents::cancel(&mut *tx, game_id).await? && owe_removal {
+        outbox::owe_remove_game(&mut *tx, &product.product_id, game_id).await?;
+    }
+    tx.commit().await
+}
+
+/// The answer to a create, without reading back what was just written.
+pub(crate) fn created(
+    product: &Product,
+    player: &Player,
+    game_id: Uuid,
+    settings: Value,
+    token: String,
+    updated_at: chrono::DateTime<chrono::Utc>,
+) -> FullGame {
     let game = Game {
         game_id,
         product_id: product.product_id.clone(),
@@ -129,9 +209,10 @@ pub async fn create_game(
         state: GameState::Created,
         updated_at,
         lobby_at: None,
+        join_code: None,
         players: vec![player.user_id.clone()],
     };
-    Ok(game.full(&product.game_server_url, Some(&product.game_socket_url)))
+    game.full(&product.game_server_url, Some(&product.game_socket_url))
 }
 
 /// What the reservation step decided.
@@ -204,21 +285,7 @@ pub async fn join_game(
     Ok(game.full(&product.game_server_url, Some(&product.game_socket_url)))
 }
 
-/// Drops a create's intent, owing the game server a `remove_game` when it may hold the game.
-async fn abandon_create(
-    state: &AppState,
-    product: &Product,
-    game_id: Uuid,
-    owe_removal: bool,
-) -> sqlx::Result<()> {
-    let mut tx = state.db.begin().await?;
-    if intents::cancel(&mut *tx, game_id).await? && owe_removal {
-        outbox::owe_remove_game(&mut *tx, &product.product_id, game_id).await?;
-    }
-    tx.commit().await
-}
-
-async fn release(
+pub(crate) async fn release(
     state: &AppState,
     product: &Product,
     player: &Player,
@@ -295,11 +362,11 @@ async fn reserve(
     ))
 }
 
-fn full() -> ApiError {
+pub(crate) fn full() -> ApiError {
     ApiError::conflict("Game Lobby: Unable to join game - every seat is taken.")
 }
 
-fn game_server_fault(e: &GameServerError) -> ApiError {
+pub(crate) fn game_server_fault(e: &GameServerError) -> ApiError {
     match e {
         GameServerError::BadAnswer(_) => {
             ApiError::bad_gateway("The game server gave an answer that could not be used.")

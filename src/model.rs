@@ -69,6 +69,8 @@ pub struct Game {
     pub state: GameState,
     pub updated_at: DateTime<Utc>,
     pub lobby_at: Option<DateTime<Utc>>,
+    /// A private game's join code.
+    pub join_code: Option<String>,
     /// Players whose seat the game server confirmed: creator first, then joiners in join order.
     pub players: Vec<String>,
 }
@@ -119,6 +121,10 @@ pub struct FullGame {
     /// Where players connect (the product's socket URL); on create and join answers.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target_game_server: Option<String>,
+    /// Only for a private game: the code others join it with (an addition to the old shape).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(example = "K7QM3X")]
+    pub join_code: Option<String>,
 }
 
 /// The partial game (open-games entries): no `token`, `state` or `_last_updated`.
@@ -149,6 +155,15 @@ pub struct PartialGame {
     pub listed_at: Option<DateTime<Utc>>,
 }
 
+/// A game as one caller may see it: the full game for its players, the partial game for
+/// anyone else.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum GameView {
+    Full(FullGame),
+    Partial(PartialGame),
+}
+
 impl Game {
     pub fn full(self, game_server_url: &str, target: Option<&str>) -> FullGame {
         FullGame {
@@ -163,6 +178,7 @@ impl Game {
             state: self.state,
             last_updated: legacy_time(self.updated_at),
             target_game_server: target.map(str::to_string),
+            join_code: self.join_code,
         }
     }
 

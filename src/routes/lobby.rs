@@ -2,14 +2,17 @@
 
 use axum::{
     Json,
+    body::Bytes,
     extract::{Path, RawQuery, State},
 };
+use serde_json::Value;
+use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
     app::AppState,
     auth::{Player, ProductRef},
-    error::{ApiResult, Problem},
+    error::{ApiError, ApiResult, Problem},
     limits::ClientIp,
     lobby,
     model::{FullGame, PartialGame},
@@ -22,21 +25,50 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(open_games))
 }
 
+/// The body of `create_game`: any JSON or none. Only `private` is read.
+#[derive(ToSchema)]
+#[allow(dead_code)] // documentation only: the body is read leniently (see `create_options`)
+struct CreateGameBody {
+    /// `true`: the game is not listed nor quick-matched, and the answer carries a `join_code`
+    /// others join it with. Default `false`.
+    private: Option<bool>,
+}
+
+/// Whether the body asks for a private game. Anything that is not a JSON object is ignored, as
+/// the old service ignored the body; only a `private` that is not a boolean is refused.
+fn create_options(body: &[u8]) -> ApiResult<bool> {
+    let Ok(Value::Object(fields)) = serde_json::from_slice::<Value>(body) else {
+        return Ok(false);
+    };
+    match fields.get("private") {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(private)) => Ok(*private),
+        Some(_) => Err(ApiError::bad_request(
+            "Game Lobby: Invalid request - \"private\" must be true or false.",
+        )),
+    }
+}
+
 /// Create a game.
 ///
 /// Creates a game on the product's game server with the caller as its creator. The game is
 /// listed once the creator has connected to the game server (state `creator_joined`).
+/// With `{"private": true}` it is never listed: the answer's `join_code` lets others join it
+/// (`join_by_code`).
 #[utoipa::path(
     post,
     path = "/game_lobby/{product_id}/create_game",
     tag = "lobby",
     params(("product_id" = String, Path, description = "Product (game title) id.", example = "exrps")),
-    request_body(content = Object, description = "Ignored; the portal sends `{\"game_type\":0,\"num_players\":2,\"creater_id\":...}`.",
-        example = json!({"game_type": 0, "num_players": 2})),
+    request_body(content = CreateGameBody, description = "Optional. Only `private` is read; anything else (the portal sends `{\"game_type\":0,\"num_players\":2,\"creater_id\":...}`) is ignored.",
+        examples(
+            ("public" = (summary = "What the portal sends: a public game", value = json!({"game_type": 0, "num_players": 2}))),
+            ("private" = (summary = "A private game with a join code", value = json!({"private": true}))),
+        )),
     security(("player_token" = [])),
     responses(
-        (status = 200, description = "The new game, with `target_game_server` (where to connect).", body = FullGame),
-        (status = 400, description = "`Game Lobby: Invalid product ID.` or `Unable to create game on target game server.`",
+        (status = 200, description = "The new game, with `target_game_server` (where to connect) and, for a private game, `join_code`.", body = FullGame),
+        (status = 400, description = "`Game Lobby: Invalid product ID.`, `Unable to create game on target game server.` or `Game Lobby: Invalid request - \"private\" must be true or false.`",
             body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "`Game Lobby: Not authorized.` (no `Authorization`) or `Game Lobby: Unable to fetch user profile for user. Relog may be required.` (bad token)",
             body = Problem, content_type = "application/problem+json"),
@@ -60,10 +92,12 @@ async fn create_game(
     ProductRef(product): ProductRef,
     player: Player,
     ClientIp(ip): ClientIp,
+    body: Bytes,
 ) -> ApiResult<Json<FullGame>> {
     tracing::Span::current().record("product", product.product_id.as_str());
     state.rate_limits.check(&player.user_id, ip)?;
-    lobby::create_game(&state, &product, &player)
+    let private = create_options(&body)?;
+    lobby::create_game(&state, &product, &player, private)
         .await
         .map(Json)
 }

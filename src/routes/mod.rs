@@ -4,6 +4,7 @@
 mod events;
 mod health;
 mod lobby;
+mod lobby_plus;
 
 use std::time::{Duration, Instant};
 
@@ -72,6 +73,7 @@ impl Modify for SecuritySchemes {
 pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(lobby::routes())
+        .merge(lobby_plus::routes())
         .merge(events::routes())
         .merge(health::routes())
         .split_for_parts()
@@ -167,6 +169,10 @@ async fn track(State(state): State<AppState>, req: Request, next: Next) -> Respo
         metrics.count_operation("create", status);
     } else if route.ends_with("/join_game/{game_id}") {
         metrics.count_operation("join", status);
+    } else if route.ends_with("/quick_match") {
+        metrics.count_operation("quick_match", status);
+    } else if route.ends_with("/leave_game/{game_id}") {
+        metrics.count_operation("leave", status);
     }
     metrics
         .http_requests

@@ -27,6 +27,7 @@ pub struct JoinTarget {
     pub my_seat: Option<SeatStatus>,
 }
 
+#[derive(Clone, Copy)]
 pub struct NewGame<'a> {
     pub game_id: Uuid,
     pub product_id: &'a str,
@@ -36,6 +37,8 @@ pub struct NewGame<'a> {
     pub settings: &'a Value,
     pub token: &'a str,
     pub expires_in_secs: f64,
+    /// A private game's join code; `None` for a public game.
+    pub join_code: Option<&'a str>,
 }
 
 /// Inserts a game in state `created` with its creator in seat 0, consuming its create intent;
@@ -50,8 +53,8 @@ pub async fn insert(
             delete from create_intents where game_id = $1 returning game_id
         ), g as (
             insert into games (game_id, product_id, creator_id, creator_name, num_players,
-                               settings, token, expires_at)
-            select game_id, $2, $3, $4, $5, $6, $7, now() + make_interval(secs => $8)
+                               settings, token, expires_at, join_code)
+            select game_id, $2, $3, $4, $5, $6, $7, now() + make_interval(secs => $8), $9
             from intent
             returning game_id, num_players, creator_id, creator_name, updated_at
         ), creator as (
@@ -68,6 +71,7 @@ pub async fn insert(
         g.settings,
         g.token,
         g.expires_in_secs,
+        g.join_code,
     )
     .fetch_optional(db)
     .await
@@ -84,7 +88,7 @@ pub async fn fetch(
         r#"
         select g.game_id, g.product_id, g.creator_id, g.creator_name, g.num_players,
                g.seats_taken, g.settings, g.token, g.state as "state: GameState",
-               g.updated_at, g.lobby_at,
+               g.updated_at, g.lobby_at, g.join_code,
                array(select p.player_id from game_players p
                      where p.game_id = g.game_id and p.status = 'held'
                      order by p.joined_at, p.seat) as "players!"
@@ -110,12 +114,13 @@ pub async fn open_page(
         r#"
         select g.game_id, g.product_id, g.creator_id, g.creator_name, g.num_players,
                g.seats_taken, g.settings, g.token, g.state as "state: GameState",
-               g.updated_at, g.lobby_at,
+               g.updated_at, g.lobby_at, g.join_code,
                array(select p.player_id from game_players p
                      where p.game_id = g.game_id and p.status = 'held'
                      order by p.joined_at, p.seat) as "players!"
         from games g
         where g.product_id = $1 and g.state = 'creator_joined' and g.seats_taken < g.num_players
+          and g.join_code is null
         order by g.lobby_at, g.game_id
         limit $2 offset $3
         "#,
@@ -451,5 +456,130 @@ pub async fn release_stale_reservations(
         limit
     )
     .fetch_all(conn)
+    .await
+}
+
+/// The player's seat in a game, if any.
+pub async fn seat_of(
+    conn: &mut PgConnection,
+    game_id: Uuid,
+    player_id: &str,
+) -> sqlx::Result<Option<SeatStatus>> {
+    sqlx::query_scalar!(
+        r#"select status as "status: SeatStatus" from game_players
+           where game_id = $1 and player_id = $2"#,
+        game_id,
+        player_id
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+/// Serialises a player's quick matches of one product until the transaction ends (the two-key
+/// advisory lock space is not used elsewhere).
+pub async fn lock_quick_matcher(
+    conn: &mut PgConnection,
+    product_id: &str,
+    player_id: &str,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "select pg_advisory_xact_lock(hashtext('matchmaker quick match'), hashtext($1 || '/' || $2))",
+        product_id,
+        player_id
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The player's seat in a game of the product that is still waiting for players
+/// (`created` or `creator_joined`), if any.
+pub async fn waiting_seat(
+    conn: &mut PgConnection,
+    product_id: &str,
+    player_id: &str,
+) -> sqlx::Result<Option<(Uuid, SeatStatus)>> {
+    let row = sqlx::query!(
+        r#"
+        select p.game_id, p.status as "status: SeatStatus"
+        from game_players p join games g using (game_id)
+        where p.player_id = $2 and g.product_id = $1
+          and g.state in ('created', 'creator_joined')
+        order by p.joined_at desc
+        limit 1
+        "#,
+        product_id,
+        player_id
+    )
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(|r| (r.game_id, r.status)))
+}
+
+/// A game a quick match may seat a player in, locked.
+#[derive(Debug)]
+pub struct QuickMatchTarget {
+    pub game_id: Uuid,
+    pub state: GameState,
+}
+
+/// Locks the oldest game of the product that waits for players and has a free seat, skipping
+/// games other requests hold right now (served by `games_quick_match_idx`).
+pub async fn lock_quick_match_target(
+    conn: &mut PgConnection,
+    product_id: &str,
+    except: &[Uuid],
+) -> sqlx::Result<Option<QuickMatchTarget>> {
+    sqlx::query_as!(
+        QuickMatchTarget,
+        r#"
+        select game_id, state as "state: GameState"
+        from games
+        where product_id = $1 and state in ('created', 'creator_joined')
+          and seats_taken < num_players and join_code is null and game_id <> all($2)
+        order by created_at, game_id
+        limit 1
+        for update skip locked
+        "#,
+        product_id,
+        except
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+/// Whether any game of the product waits for players with a free seat, locked or not.
+pub async fn any_quick_match_target(
+    conn: &mut PgConnection,
+    product_id: &str,
+    except: &[Uuid],
+) -> sqlx::Result<bool> {
+    sqlx::query_scalar!(
+        r#"
+        select exists(
+            select 1 from games
+            where product_id = $1 and state in ('created', 'creator_joined')
+              and seats_taken < num_players and join_code is null and game_id <> all($2)
+        ) as "exists!"
+        "#,
+        product_id,
+        except
+    )
+    .fetch_one(conn)
+    .await
+}
+
+/// The game of the product that holds a join code.
+pub async fn by_join_code(
+    db: impl PgExecutor<'_>,
+    product_id: &str,
+    code: &str,
+) -> sqlx::Result<Option<Uuid>> {
+    sqlx::query_scalar!(
+        "select game_id from games where join_code = $1 and product_id = $2",
+        code,
+        product_id
+    )
+    .fetch_optional(db)
     .await
 }

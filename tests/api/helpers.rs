@@ -208,6 +208,16 @@ impl TestApp {
             .unwrap()
     }
 
+    /// GET with a player's token.
+    pub async fn get_as(&self, path: &str, user: &str) -> reqwest::Response {
+        self.http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(token(user))
+            .send()
+            .await
+            .unwrap()
+    }
+
     pub async fn create(&self, product: &str, user: &str) -> Value {
         let res = self
             .post(&format!("/game_lobby/{product}/create_game"), Some(user))

@@ -1,0 +1,215 @@
+//! Lobby routes beyond the old service (issue 6). Same order of checks as SPEC §1:
+//! product → authentication → everything else.
+
+use axum::{
+    Json,
+    extract::{Path, State},
+};
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use crate::{
+    app::AppState,
+    auth::{Player, ProductRef},
+    error::{ApiError, ApiResult, Problem},
+    lobby_plus::{self, Left, QuickMatch},
+    model::{FullGame, GameView},
+};
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(game_status))
+        .routes(routes!(leave_game))
+        .routes(routes!(quick_match))
+        .routes(routes!(join_by_code))
+}
+
+/// Game status.
+///
+/// The full game (with `target_game_server`) when the caller holds a seat in it, the partial
+/// game (as in the open-games list) for anyone else. Lets a client poll, or recover after a
+/// reload.
+#[utoipa::path(
+    get,
+    path = "/game_lobby/{product_id}/games/{game_id}",
+    tag = "lobby",
+    params(
+        ("product_id" = String, Path, description = "Product (game title) id.", example = "exrps"),
+        ("game_id" = String, Path, description = "Game id: 32 hexadecimal characters.", example = "3f0c9d5e2b7a4c1d9e8f7a6b5c4d3e2f"),
+    ),
+    security(("player_token" = [])),
+    responses(
+        (status = 200, description = "The full game for its players, the partial game for anyone else.", body = GameView,
+            examples(
+                ("player" = (summary = "The caller holds a seat", value = json!({
+                    "game_id": "3f0c9d5e2b7a4c1d9e8f7a6b5c4d3e2f", "product_id": "exrps",
+                    "game_server_url": "http://game-rps:8080", "creator_id": "alice", "creator_name": "Alice",
+                    "players": ["alice", "bob"], "settings": {"num_players": 2}, "token": "9c2e4f6a8b0d",
+                    "state": "creator_joined", "_last_updated": "23-Nov-2026 (18:52:07.123456)",
+                    "target_game_server": "rps.varcade.local:8085"}))),
+                ("other" = (summary = "Anyone else", value = json!({
+                    "game_id": "3f0c9d5e2b7a4c1d9e8f7a6b5c4d3e2f", "product_id": "exrps",
+                    "game_server_url": "http://game-rps:8080", "creator_id": "alice", "creator_name": "Alice",
+                    "players": ["alice"], "settings": {"num_players": 2}, "free_seats": 1,
+                    "listed_at": "2026-11-23T18:52:07.123456Z"}))),
+            )),
+        (status = 400, description = "`Game Lobby: Invalid product ID.` or a malformed game id.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or bad token.", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`Game Lobby: Game not found. Game ID: \"<game_id>\", Product ID: <product_id>.`",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable; retry shortly.",
+            body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn game_status(
+    State(state): State<AppState>,
+    ProductRef(product): ProductRef,
+    player: Player,
+    Path(path): Path<(String, String)>,
+) -> ApiResult<Json<GameView>> {
+    let game_id = path.1;
+    tracing::Span::current().record("product", product.product_id.as_str());
+    lobby_plus::game_status(&state, &product, &player, &game_id)
+        .await
+        .map(Json)
+}
+
+/// Leave a game.
+///
+/// A joiner gives up their seat: the game server is told (`remove_player`) and the game is
+/// listed again. The creator leaving removes the game (`remove_game`). Idempotent: leaving a
+/// game you are not in, or that is gone, answers `not_seated`.
+#[utoipa::path(
+    post,
+    path = "/game_lobby/{product_id}/leave_game/{game_id}",
+    tag = "lobby",
+    params(
+        ("product_id" = String, Path, description = "Product (game title) id.", example = "exrps"),
+        ("game_id" = String, Path, description = "Game id: 32 hexadecimal characters.", example = "3f0c9d5e2b7a4c1d9e8f7a6b5c4d3e2f"),
+    ),
+    security(("player_token" = [])),
+    responses(
+        (status = 200, description = "`seat_released` (a joiner left), `game_removed` (the creator left) or `not_seated` (nothing to do).",
+            body = Left, examples(
+                ("joiner" = (value = json!({"game_id": "3f0c9d5e2b7a4c1d9e8f7a6b5c4d3e2f", "outcome": "seat_released"}))),
+                ("creator" = (value = json!({"game_id": "3f0c9d5e2b7a4c1d9e8f7a6b5c4d3e2f", "outcome": "game_removed"}))),
+                ("again" = (value = json!({"game_id": "3f0c9d5e2b7a4c1d9e8f7a6b5c4d3e2f", "outcome": "not_seated"}))),
+            )),
+        (status = 400, description = "`Game Lobby: Invalid product ID.` or a malformed game id.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or bad token.", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The caller's own join of this game is still in progress.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable; retry shortly.",
+            body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn leave_game(
+    State(state): State<AppState>,
+    ProductRef(product): ProductRef,
+    player: Player,
+    Path(path): Path<(String, String)>,
+) -> ApiResult<Json<Left>> {
+    let game_id = path.1;
+    tracing::Span::current().record("product", product.product_id.as_str());
+    lobby_plus::leave_game(&state, &product, &player, &game_id)
+        .await
+        .map(Json)
+}
+
+/// Quick match.
+///
+/// Takes a seat in the oldest game of the product that waits for players and has a free seat
+/// that no other request holds right now (`FOR UPDATE SKIP LOCKED`), or creates a game when
+/// there is none. Games still waiting for their creator to connect (`created`) count too, so a
+/// burst of players fills games seat by seat. Answers like join or create, with `outcome`
+/// saying which happened; a player who already waits in a game of this product gets that game
+/// (`already_seated`). Private games are never matched.
+#[utoipa::path(
+    post,
+    path = "/game_lobby/{product_id}/quick_match",
+    tag = "lobby",
+    params(
+        ("product_id" = String, Path, description = "Product (game title) id.", example = "exrps"),
+    ),
+    security(("player_token" = [])),
+    responses(
+        (status = 200, description = "The game (full, with `target_game_server`) and `outcome`: `joined`, `created` or `already_seated`.",
+            body = QuickMatch),
+        (status = 400, description = "`Game Lobby: Invalid product ID.` or `Unable to create game on target game server.`",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or bad token.", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A join or quick match of the caller is still in progress.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The game server could not be reached, timed out, or gave an unusable answer.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable; retry shortly.",
+            body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn quick_match(
+    State(state): State<AppState>,
+    ProductRef(product): ProductRef,
+    player: Player,
+) -> ApiResult<Json<QuickMatch>> {
+    tracing::Span::current().record("product", product.product_id.as_str());
+    // Runs to the end even if the client goes away, so no reservation is left behind.
+    let span = tracing::Span::current();
+    let task = tokio::spawn(tracing::Instrument::instrument(
+        async move { lobby_plus::quick_match(&state, &product, &player).await },
+        span,
+    ));
+    match task.await {
+        Ok(result) => result.map(Json),
+        Err(e) => {
+            tracing::error!(error = %e, "quick match task failed");
+            Err(ApiError::new(
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                "Game Lobby: Internal error. Please contact support.",
+            ))
+        }
+    }
+}
+
+/// Join a game by its code.
+///
+/// Joins the game holding this join code (a private game's code, from its creator) exactly as
+/// `join_game` joins by id. Codes are 6 characters from `23456789ABCDEFGHJKMNPQRSTUVWXYZ`;
+/// case, spaces and dashes do not matter.
+#[utoipa::path(
+    post,
+    path = "/game_lobby/{product_id}/join_by_code/{code}",
+    tag = "lobby",
+    params(
+        ("product_id" = String, Path, description = "Product (game title) id.", example = "exrps"),
+        ("code" = String, Path, description = "The game's join code.", example = "K7QM3X"),
+    ),
+    security(("player_token" = [])),
+    responses(
+        (status = 200, description = "The game with the caller in `players`, `target_game_server` and `join_code`.", body = FullGame),
+        (status = 400, description = "`Game Lobby: Invalid product ID.`, `Game Lobby: Invalid join code - expected 6 characters from 23456789ABCDEFGHJKMNPQRSTUVWXYZ.`, \
+            or as `join_game`: invalid state, refused by the game server, no longer available.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or bad token.", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`Game Lobby: Unable to join game - no game with join code <code>, Product ID: <product_id>.`",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Every seat is taken, or other players hold the game right now.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The game server could not be reached or timed out.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable; retry shortly.",
+            body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn join_by_code(
+    State(state): State<AppState>,
+    ProductRef(product): ProductRef,
+    player: Player,
+    Path(path): Path<(String, String)>,
+) -> ApiResult<Json<FullGame>> {
+    let code = path.1;
+    tracing::Span::current().record("product", product.product_id.as_str());
+    lobby_plus::join_by_code(&state, &product, &player, &code)
+        .await
+        .map(Json)
+}

@@ -6,7 +6,7 @@ export SQLX_OFFLINE ?= true
 DEV_SECRET ?= dev-secret-change-me
 CARGO ?= cargo
 
-.PHONY: run test lint prepare migrate build clean-services
+.PHONY: run test lint prepare migrate build clean-services api-fuzz
 
 build:
 	$(CARGO) build --bins
@@ -22,6 +22,10 @@ test:
 	else \
 	  scripts/with-services.sh --redis -- $(CARGO) test --no-fail-fast; \
 	fi
+
+## schemathesis (PyPI) against every documented operation, valid and forged tokens, fixed seed.
+api-fuzz: build
+	@scripts/with-services.sh -- scripts/schemathesis.sh
 
 lint:
 	$(CARGO) fmt --check

@@ -20,6 +20,7 @@ use crate::{
     config::{Product, Settings},
     game_server::GameServerClient,
     intake, lifecycle,
+    limits::RateLimits,
     metrics::Metrics,
     routes,
 };
@@ -37,6 +38,7 @@ pub struct Shared {
     pub auth: Authenticator,
     pub game_servers: GameServerClient,
     pub metrics: Arc<Metrics>,
+    pub rate_limits: RateLimits,
     /// Keeps a burst of quick matches from creating more games than needed.
     pub quick_match: crate::lobby_plus::Gates,
     /// This process's fan-out of live-lobby changes.
@@ -63,6 +65,10 @@ impl AppState {
             auth: Authenticator::new(&settings.secret_key, settings.require_token_expiry),
             game_servers: GameServerClient::new(settings.game_server_timeout, metrics.clone())?,
             metrics,
+            rate_limits: RateLimits::new(
+                settings.rate_limit_player_per_minute,
+                settings.rate_limit_ip_per_minute,
+            ),
             quick_match: Default::default(),
             lobby: crate::live::Hub::new(settings.lobby_stream_buffer),
             products,
@@ -139,16 +145,16 @@ impl Application {
             shutdown.clone(),
         ));
         tracing::info!(address = %self.listener.local_addr()?, "serving");
-        let serve = axum::serve(
+        crate::server::serve(
             self.listener,
-            self.router
-                .into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            self.router,
+            settings.header_read_timeout,
+            shutdown.clone(),
         )
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .await;
         shutdown.cancel();
         while tasks.join_next().await.is_some() {}
-        serve.context("serving HTTP")
+        Ok(())
     }
 }
 

@@ -134,6 +134,21 @@ pub struct Overrides {
     /// Lobby changes a live-lobby subscriber may fall behind by before it is dropped [toml: lobby_stream_buffer] [default: 256]
     #[arg(long, env = "MATCHMAKER_LOBBY_STREAM_BUFFER", global = true)]
     pub lobby_stream_buffer: Option<usize>,
+    /// Largest request body, in bytes; larger ones get 413 [toml: max_body_bytes] [default: 65536]
+    #[arg(long, env = "MATCHMAKER_MAX_BODY_BYTES", global = true)]
+    pub max_body_bytes: Option<u64>,
+    /// Time a client has to send a request's headers, in ms [toml: header_read_timeout_ms] [default: 10000]
+    #[arg(long, env = "MATCHMAKER_HEADER_READ_TIMEOUT_MS", global = true)]
+    pub header_read_timeout_ms: Option<u64>,
+    /// Creates and joins one player may start per minute; 0 = no limit [toml: rate_limit_player_per_minute] [default: 0]
+    #[arg(long, env = "MATCHMAKER_RATE_LIMIT_PLAYER_PER_MINUTE", global = true)]
+    pub rate_limit_player_per_minute: Option<u32>,
+    /// Creates and joins one client IP address may start per minute; 0 = no limit [toml: rate_limit_ip_per_minute] [default: 0]
+    #[arg(long, env = "MATCHMAKER_RATE_LIMIT_IP_PER_MINUTE", global = true)]
+    pub rate_limit_ip_per_minute: Option<u32>,
+    /// Games one player may have waiting for players at once; 0 = no limit [toml: max_open_games_per_player] [default: 3]
+    #[arg(long, env = "MATCHMAKER_MAX_OPEN_GAMES_PER_PLAYER", global = true)]
+    pub max_open_games_per_player: Option<u32>,
     /// Log format, `text` or `json` [toml: log_format] [default: text]
     #[arg(long, env = "MATCHMAKER_LOG_FORMAT", global = true)]
     pub log_format: Option<String>,
@@ -173,6 +188,11 @@ struct FileConfig {
     shutdown_timeout_ms: Option<u64>,
     lobby_stream_heartbeat_ms: Option<u64>,
     lobby_stream_buffer: Option<usize>,
+    max_body_bytes: Option<u64>,
+    header_read_timeout_ms: Option<u64>,
+    rate_limit_player_per_minute: Option<u32>,
+    rate_limit_ip_per_minute: Option<u32>,
+    max_open_games_per_player: Option<u32>,
     expiry: Option<FileExpiry>,
     games: Option<Vec<FileGame>>,
     sample_players: Option<Vec<SamplePlayer>>,
@@ -300,6 +320,13 @@ pub struct Settings {
     pub lobby_stream_buffer: usize,
     /// Players the lobby page offers tokens for; empty outside development.
     pub sample_players: Vec<SamplePlayer>,
+    pub max_body_bytes: usize,
+    pub header_read_timeout: Duration,
+    /// Per-minute quotas of creates and joins; 0 = off.
+    pub rate_limit_player_per_minute: u32,
+    pub rate_limit_ip_per_minute: u32,
+    /// 0 = no limit.
+    pub max_open_games_per_player: u32,
     pub products: Vec<Product>,
 }
 
@@ -331,6 +358,14 @@ impl fmt::Debug for Settings {
             .field("lobby_stream_heartbeat", &self.lobby_stream_heartbeat)
             .field("lobby_stream_buffer", &self.lobby_stream_buffer)
             .field("sample_players", &self.sample_players)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("header_read_timeout", &self.header_read_timeout)
+            .field(
+                "rate_limit_player_per_minute",
+                &self.rate_limit_player_per_minute,
+            )
+            .field("rate_limit_ip_per_minute", &self.rate_limit_ip_per_minute)
+            .field("max_open_games_per_player", &self.max_open_games_per_player)
             .field("products", &self.products)
             .finish()
     }
@@ -551,6 +586,16 @@ impl Settings {
                 ));
             }
         }
+        let header_read_timeout = millis(
+            "header_read_timeout_ms",
+            &o.header_read_timeout_ms,
+            file.header_read_timeout_ms,
+            10_000,
+        )?;
+        let max_body_bytes = pick(&o.max_body_bytes, file.max_body_bytes).unwrap_or(64 * 1024);
+        if !(1024..=64 * 1024 * 1024).contains(&max_body_bytes) {
+            return Err(bad("max_body_bytes", "must be between 1024 and 67108864"));
+        }
         let outbox_max_attempts =
             pick(&o.outbox_max_attempts, file.outbox_max_attempts).unwrap_or(10);
         if outbox_max_attempts == 0 {
@@ -599,6 +644,24 @@ impl Settings {
             lobby_stream_heartbeat,
             lobby_stream_buffer,
             sample_players,
+            // Bounded to 64 MiB above, so it fits.
+            max_body_bytes: usize::try_from(max_body_bytes).unwrap_or(usize::MAX),
+            header_read_timeout,
+            rate_limit_player_per_minute: pick(
+                &o.rate_limit_player_per_minute,
+                file.rate_limit_player_per_minute,
+            )
+            .unwrap_or(0),
+            rate_limit_ip_per_minute: pick(
+                &o.rate_limit_ip_per_minute,
+                file.rate_limit_ip_per_minute,
+            )
+            .unwrap_or(0),
+            max_open_games_per_player: pick(
+                &o.max_open_games_per_player,
+                file.max_open_games_per_player,
+            )
+            .unwrap_or(3),
             products,
         })
     }

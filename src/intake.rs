@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     config::Settings,
     events::{self, Event, Outcome, RawEvent},
-    metrics::{EventLabels, Metrics},
+    metrics::{EventLabels, Metrics, StreamLabels},
     store,
 };
 
@@ -125,6 +125,7 @@ async fn read_loop(
             })
             .collect();
         let Some((last_id, _)) = entries.last() else {
+            set_lag(metrics, key, None);
             continue;
         };
         let last_id = last_id.clone();
@@ -153,6 +154,12 @@ async fn read_loop(
             }
             Err(e) => return Err(e.into()),
         }
+        // A full batch means more entries are waiting behind this one.
+        set_lag(
+            metrics,
+            key,
+            (entries.len() == BATCH).then_some(last_id.as_str()),
+        );
         cursor = last_id;
     }
 }
@@ -181,6 +188,22 @@ async fn apply_batch(
     store::cursor::set(&mut tx, key, last_id).await?;
     tx.commit().await?;
     Ok(outcomes)
+}
+
+/// Sets the lag gauge from the id (`<unix ms>-<seq>`) of the last entry applied while more
+/// are waiting; `None` when caught up.
+fn set_lag(metrics: &Metrics, key: &str, behind_at: Option<&str>) {
+    let lag = behind_at
+        .and_then(|id| id.split('-').next()?.parse::<i64>().ok())
+        .map_or(0.0, |ms| {
+            ((chrono::Utc::now().timestamp_millis() - ms) as f64 / 1000.0).max(0.0)
+        });
+    metrics
+        .stream_lag
+        .get_or_create(&StreamLabels {
+            stream: key.to_string(),
+        })
+        .set(lag);
 }
 
 /// Counts entries once their transaction committed.

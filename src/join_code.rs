@@ -44,12 +44,13 @@ pub fn normalize(raw: &str) -> Option<String> {
 }
 
 /// Inserts a private game with the first code from `codes` that no live game holds; answers
-/// the game's `updated_at` and its code.
+/// the game's `updated_at` and its code (`None`: the create's intent is gone, see
+/// `games::insert`).
 pub async fn insert_with_code(
     db: &PgPool,
     new: &NewGame<'_>,
     mut codes: impl FnMut() -> String,
-) -> sqlx::Result<(DateTime<Utc>, String)> {
+) -> sqlx::Result<Option<(DateTime<Utc>, String)>> {
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -59,7 +60,7 @@ pub async fn insert_with_code(
             ..*new
         };
         match store::insert(db, &with_code).await {
-            Ok(updated_at) => return Ok((updated_at, code)),
+            Ok(updated_at) => return Ok(updated_at.map(|t| (t, code))),
             Err(sqlx::Error::Database(e))
                 if e.constraint() == Some("games_join_code_idx") && attempt < ATTEMPTS =>
             {

@@ -17,7 +17,7 @@ use crate::{
     metrics::ReapLabels,
     model::GameState,
     store::{
-        games,
+        games, intents,
         outbox::{self, Call, Owed},
     },
 };
@@ -39,6 +39,8 @@ pub struct Reaped {
     pub reset: usize,
     /// Reservations whose join never confirmed (each owes a `remove_player`).
     pub reservations_released: usize,
+    /// Creates whose process died before saving the game (each owes a `remove_game`).
+    pub creates_abandoned: usize,
 }
 
 /// One pass of the reaper: every game and reservation overdue now, oldest deadline first.
@@ -88,6 +90,20 @@ pub async fn reap_once(state: &AppState) -> sqlx::Result<Reaped> {
             break;
         }
     }
+    loop {
+        let mut tx = state.db.begin().await?;
+        let stale = intents::take_abandoned(&mut tx, older_than, BATCH).await?;
+        for (game_id, product_id) in &stale {
+            outbox::owe_remove_game(&mut *tx, product_id, *game_id).await?;
+            tracing::warn!(game_id = %game_id.simple(), "abandoned create: the game server is owed a remove_game");
+        }
+        tx.commit().await?;
+        reaped.creates_abandoned += stale.len();
+        if (stale.len() as i64) < BATCH {
+            break;
+        }
+    }
+    state.rate_limits.forget_idle();
     // Idempotency keys are replayed for a day, then forgotten.
     let purged = crate::store::idempotency::purge(&state.db).await?;
     if purged > 0 {
@@ -101,6 +117,7 @@ fn count_reaped(state: &AppState, reaped: Reaped) {
         ("expired", reaped.expired),
         ("reset", reaped.reset),
         ("reservation_released", reaped.reservations_released),
+        ("create_abandoned", reaped.creates_abandoned),
     ] {
         if n > 0 {
             state

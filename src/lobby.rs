@@ -19,7 +19,7 @@ use crate::{
     model::{FullGame, Game, GameState, PartialGame, game_id_text},
     store::{
         games::{self as store, NewGame, SeatStatus},
-        outbox,
+        intents, outbox,
     },
 };
 
@@ -30,6 +30,9 @@ pub const GONE: &str = "GameLobby: Cannot join game - it is no longer available"
 
 /// Creates a game on the product's game server, then records it. A private game is not
 /// listed and gets a join code.
+///
+/// An intent row is written first (within the creator's open-games limit), so a crash after
+/// the game server's answer leaves a trace the reaper turns into a `remove_game`.
 pub async fn create_game(
     state: &AppState,
     product: &Product,
@@ -38,18 +41,22 @@ pub async fn create_game(
 ) -> ApiResult<FullGame> {
     let game_id = Uuid::new_v4();
     tracing::Span::current().record("game_id", game_id_text(game_id).as_str());
+    begin_create(state, product, player, game_id).await?;
     let token = create_on_game_server(state, product, player, game_id).await?;
     let settings = Value::Object(product.settings.clone());
     let new = new_game(state, product, player, game_id, &settings, &token);
     let saved = if private {
         join_code::insert_with_code(&state.db, &new, join_code::generate)
             .await
-            .map(|(t, code)| (t, Some(code)))
+            .map(|saved| saved.map(|(t, code)| (t, Some(code))))
     } else {
-        store::insert(&state.db, &new).await.map(|t| (t, None))
+        store::insert(&state.db, &new)
+            .await
+            .map(|t| t.map(|t| (t, None)))
     };
     let (updated_at, code) = match saved {
-        Ok(saved) => saved,
+        Ok(Some(saved)) => saved,
+        Ok(None) => return Err(too_late()),
         Err(e) => return Err(unsaved(state, product, game_id, &e).await),
     };
     let mut game = created(product, player, game_id, settings, token, updated_at);
@@ -57,14 +64,46 @@ pub async fn create_game(
     Ok(game)
 }
 
-/// Step 1 of a create: the game server's `create_game`; answers the game token.
+/// Step 0 of a create: the intent row, within the creator's open-games limit.
+pub(crate) async fn begin_create(
+    state: &AppState,
+    product: &Product,
+    player: &Player,
+    game_id: Uuid,
+) -> ApiResult<()> {
+    let limit = state.settings.max_open_games_per_player;
+    let mut conn = state.db.acquire().await?;
+    if intents::begin(
+        &mut conn,
+        game_id,
+        &product.product_id,
+        &player.user_id,
+        limit,
+    )
+    .await?
+    {
+        return Ok(());
+    }
+    Err(ApiError::conflict(format!(
+        "Game Lobby: You already have {limit} open games. Start, leave or wait for one of them \
+         before creating another."
+    )))
+}
+
+/// The game server answered after the reaper had given up on this create and owed the removal.
+pub(crate) fn too_late() -> ApiError {
+    ApiError::bad_gateway("Game Lobby: The game server answered too late. Please try again.")
+}
+
+/// Step 1 of a create: the game server's `create_game`; answers the game token. On failure the
+/// intent is dropped, owing a `remove_game` when the game server may hold the game.
 pub(crate) async fn create_on_game_server(
     state: &AppState,
     product: &Product,
     player: &Player,
     game_id: Uuid,
 ) -> ApiResult<String> {
-    state
+    let answer = state
         .game_servers
         .create_game(
             product,
@@ -72,13 +111,24 @@ pub(crate) async fn create_on_game_server(
             &player.user_id,
             &player.username,
         )
-        .await
-        .map_err(|e| match e {
-            GameServerError::Refused { .. } => {
-                ApiError::bad_request("Unable to create game on target game server.")
-            }
-            other => game_server_fault(&other),
-        })
+        .await;
+    let e = match answer {
+        Ok(token) => return Ok(token),
+        Err(e) => e,
+    };
+    // A 4xx refusal means the game server holds nothing. After a fault (or a 5xx) it may hold
+    // the game: owe it a remove_game in the transaction that drops the intent.
+    let may_hold = !matches!(e, GameServerError::Refused { status, .. } if status < 500);
+    if let Err(db) = abandon_create(state, product, game_id, may_hold).await {
+        // The intent stays; the reaper owes the removal once it is overdue.
+        tracing::error!(error = %db, game_id = %game_id.simple(), "could not drop a failed create's intent");
+    }
+    Err(match e {
+        GameServerError::Refused { .. } => {
+            ApiError::bad_request("Unable to create game on target game server.")
+        }
+        other => game_server_fault(&other),
+    })
 }
 
 /// The row of a game just created on the game server.
@@ -103,32 +153,39 @@ pub(crate) fn new_game<'a>(
     }
 }
 
-/// Saving a game the game server already holds failed: owe its removal and answer 500.
+/// Saving a game the game server already holds failed: owe its removal (or leave the intent
+/// to the reaper when the database is down) and answer 503 or 500.
 pub(crate) async fn unsaved(
     state: &AppState,
     product: &Product,
     game_id: Uuid,
     e: &sqlx::Error,
 ) -> ApiError {
-    let id_text = game_id_text(game_id);
-    tracing::error!(error = %e, game_id = %id_text, "saving a created game failed; removing it from the game server");
-    // Owe the removal durably if the database still takes writes, else try once now.
-    if outbox::owe_remove_game(&state.db, &product.product_id, game_id)
-        .await
-        .is_err()
-    {
-        let client = state.game_servers.clone();
-        let product = product.clone();
-        tokio::spawn(async move {
-            if let Err(e) = client.remove_game(&product, &id_text).await {
-                tracing::error!(error = %e, game_id = %id_text, "could not remove an unsaved game from its game server");
-            }
-        });
+    tracing::error!(error = %e, game_id = %game_id.simple(), "saving a created game failed; removing it from the game server");
+    if let Err(db) = abandon_create(state, product, game_id, true).await {
+        tracing::error!(error = %db, game_id = %game_id.simple(), "could not owe remove_game now; the reaper will");
+    }
+    if crate::error::unavailable(e) {
+        return ApiError::unavailable();
     }
     ApiError::new(
         StatusCode::INTERNAL_SERVER_ERROR,
         "Game Lobby: Error saving the game. Please contact support.",
     )
+}
+
+/// Drops a create's intent, owing the game server a `remove_game` when it may hold the game.
+pub(crate) async fn abandon_create(
+    state: &AppState,
+    product: &Product,
+    game_id: Uuid,
+    owe_removal: bool,
+) -> sqlx::Result<()> {
+    let mut tx = state.db.begin().await?;
+    if intents::cancel(&mut *tx, game_id).await? && owe_removal {
+        outbox::owe_remove_game(&mut *tx, &product.product_id, game_id).await?;
+    }
+    tx.commit().await
 }
 
 /// The answer to a create, without reading back what was just written.

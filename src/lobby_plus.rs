@@ -391,6 +391,7 @@ async fn seated(state: &AppState, product: &Product, game_id: Uuid) -> ApiResult
 /// while the game server was creating this game, that seat wins and this game is removed again.
 async fn create(state: &AppState, product: &Product, player: &Player) -> ApiResult<QuickMatch> {
     let game_id = Uuid::new_v4();
+    lobby::begin_create(state, product, player, game_id).await?;
     let token = lobby::create_on_game_server(state, product, player, game_id).await?;
     let settings = Value::Object(product.settings.clone());
     let new = lobby::new_game(state, product, player, game_id, &settings, &token);
@@ -408,12 +409,13 @@ async fn create(state: &AppState, product: &Product, player: &Player) -> ApiResu
         Ok::<_, sqlx::Error>(Ok(updated_at))
     };
     match saved.await {
-        Ok(Ok(updated_at)) => Ok(QuickMatch {
+        Ok(Ok(None)) => Err(lobby::too_late()),
+        Ok(Ok(Some(updated_at))) => Ok(QuickMatch {
             game: lobby::created(product, player, game_id, settings, token, updated_at),
             outcome: QuickMatchOutcome::Created,
         }),
         Ok(Err((existing, status))) => {
-            outbox::owe_remove_game(&state.db, &product.product_id, game_id).await?;
+            lobby::abandon_create(state, product, game_id, true).await?;
             match status {
                 SeatStatus::Held => seated(state, product, existing).await,
                 SeatStatus::Reserved => Err(ApiError::conflict(

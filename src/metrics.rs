@@ -63,6 +63,11 @@ pub struct GameLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StreamLabels {
+    pub stream: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReapLabels {
     pub action: &'static str,
 }
@@ -80,6 +85,7 @@ pub struct Metrics {
     pub game_server_calls: Family<CallLabels, Counter>,
     pub game_server_duration: Family<CallKindLabels, Histogram, fn() -> Histogram>,
     pub events: Family<EventLabels, Counter>,
+    pub stream_lag: Family<StreamLabels, Gauge<f64, AtomicU64>>,
     pub reaper: Family<ReapLabels, Counter>,
     pub games: Family<GameLabels, Gauge>,
     pub outbox_pending: Gauge,
@@ -104,6 +110,7 @@ impl Metrics {
             game_server_calls: Family::default(),
             game_server_duration: Family::new_with_constructor(latency),
             events: Family::default(),
+            stream_lag: Family::default(),
             reaper: Family::default(),
             games: Family::default(),
             outbox_pending: Gauge::default(),
@@ -124,7 +131,7 @@ impl Metrics {
         );
         registry.register(
             "lobby_operations",
-            "Creates and joins by outcome (ok, conflict, rejected, game_server_refused, unavailable, error)",
+            "Creates and joins by outcome (ok, conflict, rejected, rate_limited, unavailable, error)",
             m.lobby_operations.clone(),
         );
         registry.register(
@@ -141,6 +148,12 @@ impl Metrics {
             "events",
             "Game-server events by intake (stream, http) and outcome",
             m.events.clone(),
+        );
+        registry.register(
+            "event_stream_lag_seconds",
+            "How far the stream reader is behind: age of the last entry applied while more are \
+             waiting, 0 when caught up (set by the process that holds the reader lock)",
+            m.stream_lag.clone(),
         );
         registry.register(
             "reaper_actions",
@@ -172,6 +185,30 @@ impl Metrics {
             "Idle database connections in the pool",
             m.db_pool_idle.clone(),
         );
+        // Known series start at 0, so the first event shows in rate() and the series exist
+        // before anything happens.
+        for operation in ["create", "join"] {
+            for outcome in [
+                "ok",
+                "conflict",
+                "rejected",
+                "rate_limited",
+                "unavailable",
+                "error",
+            ] {
+                let _ = m
+                    .lobby_operations
+                    .get_or_create(&OutcomeLabels { operation, outcome });
+            }
+        }
+        for action in [
+            "expired",
+            "reset",
+            "reservation_released",
+            "create_abandoned",
+        ] {
+            let _ = m.reaper.get_or_create(&ReapLabels { action });
+        }
         Self { registry, ..m }
     }
 
@@ -214,6 +251,7 @@ impl Metrics {
         let outcome = match status {
             200..=299 => "ok",
             409 => "conflict",
+            429 => "rate_limited",
             502 | 503 => "unavailable",
             500..=599 => "error",
             _ => "rejected",

@@ -40,7 +40,11 @@ async fn metrics(State(state): State<AppState>) -> axum::response::Response {
                 .map(|p| p.product_id.as_str()),
             &counts,
         ),
-        Err(e) => tracing::warn!(error = %e, "metrics: games not counted"),
+        Err(e) => {
+            // Better no series than stale ones.
+            state.metrics.games.clear();
+            tracing::warn!(error = %e, "metrics: games not counted");
+        }
     }
     match state.db.acquire().await {
         Ok(mut conn) => match store::outbox::backlog(&mut conn).await {
@@ -88,13 +92,19 @@ async fn readyz(State(state): State<AppState>) -> axum::response::Response {
         .await;
     match applied {
         Ok(Some(v)) if v >= expected => Json(Health { status: "ready" }).into_response(),
-        Ok(_) => problem(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Database is not migrated: run `matchmaker migrate` or `sqlx migrate run`.",
-        ),
+        Ok(_) => not_migrated(),
+        // undefined_table: no `_sqlx_migrations` yet
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P01") => not_migrated(),
         Err(e) => {
             tracing::warn!(error = %e, "readiness: database unreachable");
             problem(StatusCode::SERVICE_UNAVAILABLE, "Database unreachable.")
         }
     }
+}
+
+fn not_migrated() -> axum::response::Response {
+    problem(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Database is not migrated: run `matchmaker migrate` or `sqlx migrate run`.",
+    )
 }

@@ -70,7 +70,7 @@ impl FromRequestParts<AppState> for StreamPlayer {
         ("access_token" = Option<String>, Query, description = "The player's token, when the `Authorization` header cannot be sent (`EventSource`)."),
         ("count" = Option<u32>, Query, description = "Games in the snapshot; default 10, at most 25.", example = 10),
         ("page" = Option<u32>, Query, description = "Zero-based page of the snapshot.", example = 0),
-        ("settings.mode" = Option<String>, Query, description = "Settings filters, as for `open_games`: any `settings.<key>=<value>`.", example = "ranked"),
+        ("settings.mode" = Option<String>, Query, description = "Settings filters, as for `open_games`: any `settings.<key>=<value>`, e.g. `settings.mode=ranked`."),
     ),
     security(("player_token" = [])),
     responses(

@@ -15,7 +15,9 @@ use crate::{
     app::AppState,
     auth::{Player, ProductRef},
     error::{ApiError, ApiResult, Problem},
-    idempotency, lobby,
+    idempotency,
+    limits::ClientIp,
+    lobby,
     model::{FullGame, PartialGame},
 };
 
@@ -77,8 +79,13 @@ fn create_options(body: &[u8]) -> ApiResult<bool> {
             body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "`Game Lobby: Not authorized.` (no `Authorization`) or `Game Lobby: Unable to fetch user profile for user. Relog may be required.` (bad token)",
             body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "A request with the same `Idempotency-Key` is still in progress.",
+        (status = 409, description = "The caller already has `max_open_games_per_player` games waiting for players, or a request with the same `Idempotency-Key` is still in progress.",
             body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The request body is larger than `max_body_bytes` (64 KiB by default).",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many creates and joins from this player or address; see `Retry-After`.",
+            body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying."))),
         (status = 422, description = "The `Idempotency-Key` was already used for a different request.",
             body = Problem, content_type = "application/problem+json"),
         (status = 500, description = "`Game Lobby: Error saving the game. Please contact support.`",
@@ -93,10 +100,12 @@ async fn create_game(
     State(state): State<AppState>,
     ProductRef(product): ProductRef,
     player: Player,
+    ClientIp(ip): ClientIp,
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
     tracing::Span::current().record("product", product.product_id.as_str());
+    state.rate_limits.check(&player.user_id, ip)?;
     let key = idempotency::key(&headers)?;
     let private = create_options(&body)?;
     idempotency::run(
@@ -137,6 +146,11 @@ async fn create_game(
             body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Every seat is taken, or other players hold the game right now.",
             body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The request body is larger than `max_body_bytes` (64 KiB by default).",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many creates and joins from this player or address; see `Retry-After`.",
+            body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying."))),
         (status = 502, description = "The game server could not be reached or timed out.",
             body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The database is unavailable; retry shortly.",
@@ -147,10 +161,12 @@ async fn join_game(
     State(state): State<AppState>,
     ProductRef(product): ProductRef,
     player: Player,
+    ClientIp(ip): ClientIp,
     Path(path): Path<(String, String)>,
 ) -> ApiResult<Json<FullGame>> {
     let game_id = path.1;
     tracing::Span::current().record("product", product.product_id.as_str());
+    state.rate_limits.check(&player.user_id, ip)?;
     lobby::join_game(&state, &product, &player, &game_id)
         .await
         .map(Json)
@@ -173,7 +189,7 @@ async fn join_game(
         ("product_id" = String, Path, description = "Product (game title) id.", example = "exrps"),
         ("count" = Option<u32>, Query, description = "Games per page; default 10, at most 25.", example = 10),
         ("page" = Option<u32>, Query, description = "Zero-based page number.", example = 0),
-        ("settings.mode" = Option<String>, Query, description = "A settings filter: any `settings.<key>=<value>` (at most 10). This one keeps games whose `settings.mode` is `ranked`.", example = "ranked"),
+        ("settings.mode" = Option<String>, Query, description = "A settings filter: any `settings.<key>=<value>` (at most 10), e.g. `settings.mode=ranked`."),
     ),
     responses(
         (status = 200, description = "A page of open games.", body = [PartialGame]),

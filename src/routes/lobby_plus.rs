@@ -14,6 +14,7 @@ use crate::{
     auth::{Player, ProductRef},
     error::{ApiResult, Problem},
     idempotency,
+    limits::ClientIp,
     lobby_plus::{self, Left, QuickMatch},
     model::{FullGame, GameView},
 };
@@ -148,6 +149,9 @@ async fn leave_game(
             body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The `Idempotency-Key` was already used for a different request.",
             body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many creates and joins from this player or address; see `Retry-After`.",
+            body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying."))),
         (status = 502, description = "The game server could not be reached, timed out, or gave an unusable answer.",
             body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The database is unavailable; retry shortly.",
@@ -158,9 +162,11 @@ async fn quick_match(
     State(state): State<AppState>,
     ProductRef(product): ProductRef,
     player: Player,
+    ClientIp(ip): ClientIp,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     tracing::Span::current().record("product", product.product_id.as_str());
+    state.rate_limits.check(&player.user_id, ip)?;
     let key = idempotency::key(&headers)?;
     // The quick match runs in its own task: it finishes even if the client goes away, so no
     // reservation is left behind.
@@ -202,6 +208,9 @@ async fn quick_match(
             body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Every seat is taken, or other players hold the game right now.",
             body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many creates and joins from this player or address; see `Retry-After`.",
+            body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying."))),
         (status = 502, description = "The game server could not be reached or timed out.",
             body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The database is unavailable; retry shortly.",
@@ -212,10 +221,13 @@ async fn join_by_code(
     State(state): State<AppState>,
     ProductRef(product): ProductRef,
     player: Player,
+    ClientIp(ip): ClientIp,
     Path(path): Path<(String, String)>,
 ) -> ApiResult<Json<FullGame>> {
     let code = path.1;
     tracing::Span::current().record("product", product.product_id.as_str());
+    // Every guess at a code costs one unit of the player's and the address's join quota.
+    state.rate_limits.check(&player.user_id, ip)?;
     lobby_plus::join_by_code(&state, &product, &player, &code)
         .await
         .map(Json)

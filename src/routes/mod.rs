@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use axum::{
     Router,
-    extract::{MatchedPath, Request, State},
+    extract::{DefaultBodyLimit, MatchedPath, Request, State},
     http::{HeaderName, HeaderValue, Method, StatusCode, header},
     middleware::{self, Next},
     response::Response,
@@ -95,6 +95,8 @@ pub fn router(state: AppState) -> Router {
                 "Method not allowed on this route.",
             )
         })
+        .layer(middleware::from_fn_with_state(state.clone(), limit_body))
+        .layer(DefaultBodyLimit::max(state.settings.max_body_bytes))
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .layer(cors)
         .layer(
@@ -120,15 +122,9 @@ pub fn router(state: AppState) -> Router {
                         player = tracing::field::Empty,
                     )
                 })
-                .on_response(
-                    |res: &axum::response::Response, latency: Duration, _span: &tracing::Span| {
-                        tracing::info!(
-                            status = res.status().as_u16(),
-                            latency_ms = latency.as_secs_f64() * 1000.0,
-                            "response"
-                        );
-                    },
-                ),
+                // `track` writes the one line per request.
+                .on_response(())
+                .on_failure(()),
         )
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
@@ -144,16 +140,33 @@ async fn track(State(state): State<AppState>, req: Request, next: Next) -> Respo
         .map_or("unmatched", MatchedPath::as_str)
         .to_string();
     let method = req.method().to_string();
+    let request_id = req
+        .headers()
+        .get(&REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
     let started = Instant::now();
     let response = next.run(req).await;
     let status = response.status().as_u16();
+    let latency = started.elapsed();
+    // One line per request, every field top-level (also in JSON logs).
+    tracing::info!(
+        target: "matchmaker::request",
+        method = %method,
+        route = %route,
+        status,
+        latency_ms = latency.as_secs_f64() * 1000.0,
+        request_id = %request_id,
+        "request"
+    );
     let metrics = &state.metrics;
     metrics
         .http_duration
         .get_or_create(&RouteLabels {
             route: route.clone(),
         })
-        .observe(started.elapsed().as_secs_f64());
+        .observe(latency.as_secs_f64());
     if route.ends_with("/create_game") {
         metrics.count_operation("create", status);
     } else if route.ends_with("/join_game/{game_id}") {
@@ -171,6 +184,35 @@ async fn track(State(state): State<AppState>, req: Request, next: Next) -> Respo
             status,
         })
         .inc();
+    response
+}
+
+/// Refuses bodies over `max_body_bytes` with 413: at once when `Content-Length` says so, and
+/// as a problem document when a handler's body extractor hits `DefaultBodyLimit`.
+async fn limit_body(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let limit = state.settings.max_body_bytes;
+    let too_large = || {
+        problem(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("Request body too large: the limit is {limit} bytes."),
+        )
+    };
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return too_large();
+    }
+    let response = next.run(req).await;
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes() == b"application/problem+json");
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE && !is_problem {
+        return too_large();
+    }
     response
 }
 

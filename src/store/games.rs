@@ -41,14 +41,21 @@ pub struct NewGame<'a> {
     pub join_code: Option<&'a str>,
 }
 
-/// Inserts a game in state `created` with its creator in seat 0; returns its `updated_at`.
-pub async fn insert(db: impl PgExecutor<'_>, g: &NewGame<'_>) -> sqlx::Result<DateTime<Utc>> {
+/// Inserts a game in state `created` with its creator in seat 0, consuming its create intent;
+/// returns its `updated_at`, or `None` when the intent is gone (the reaper gave up on it).
+pub async fn insert(
+    db: impl PgExecutor<'_>,
+    g: &NewGame<'_>,
+) -> sqlx::Result<Option<DateTime<Utc>>> {
     sqlx::query_scalar!(
         r#"
-        with g as (
+        with intent as (
+            delete from create_intents where game_id = $1 returning game_id
+        ), g as (
             insert into games (game_id, product_id, creator_id, creator_name, num_players,
                                settings, token, expires_at, join_code)
-            values ($1, $2, $3, $4, $5, $6, $7, now() + make_interval(secs => $8), $9)
+            select game_id, $2, $3, $4, $5, $6, $7, now() + make_interval(secs => $8), $9
+            from intent
             returning game_id, num_players, creator_id, creator_name, updated_at
         ), creator as (
             insert into game_players (game_id, num_players, player_id, username, seat, status)
@@ -66,7 +73,7 @@ pub async fn insert(db: impl PgExecutor<'_>, g: &NewGame<'_>) -> sqlx::Result<Da
         g.expires_in_secs,
         g.join_code,
     )
-    .fetch_one(db)
+    .fetch_optional(db)
     .await
 }
 

@@ -4,4 +4,5 @@
 pub mod cursor;
 pub mod games;
 pub mod idempotency;
+pub mod intents;
 pub mod outbox;

@@ -161,16 +161,20 @@ async fn private_game_requests_are_checked(db: PgPool) {
             "Game Lobby: Invalid request - \"private\" must be true or false.".into()
         )
     );
-    for body in [
+    // one player each: a player may have only 3 open games
+    for (i, body) in [
         "not json",
         "[1,2]",
         "{\"private\": false}",
         "{\"private\": null}",
-    ] {
+    ]
+    .into_iter()
+    .enumerate()
+    {
         let res = app
             .http
             .post(format!("{}/game_lobby/exrps/create_game", app.base))
-            .bearer_auth(token("alice"))
+            .bearer_auth(token(&format!("player{i}")))
             .body(body)
             .send()
             .await
@@ -195,6 +199,18 @@ fn new_game<'a>(id: Uuid, settings: &'a Value) -> NewGame<'a> {
     }
 }
 
+/// A create in flight for `game_id` (its intent row), as `lobby::create_game` writes first.
+async fn intent(db: &PgPool, game_id: Uuid) -> Uuid {
+    sqlx::query!(
+        "insert into create_intents (game_id, product_id, creator_id) values ($1, 'exrps', 'alice')",
+        game_id
+    )
+    .execute(db)
+    .await
+    .unwrap();
+    game_id
+}
+
 /// Codes handed out one after another from a list.
 fn codes(list: &[&str]) -> impl FnMut() -> String {
     let mut list: Vec<String> = list.iter().rev().map(|s| s.to_string()).collect();
@@ -213,23 +229,24 @@ async fn a_code_collision_draws_another_code(db: PgPool) {
     // the taken code is drawn twice, then a free one
     let (_, code) = join_code::insert_with_code(
         &db,
-        &new_game(Uuid::new_v4(), &settings),
+        &new_game(intent(&db, Uuid::new_v4()).await, &settings),
         codes(&[&taken, &taken, "XYZ234"]),
     )
     .await
+    .unwrap()
     .unwrap();
     assert_eq!(code, "XYZ234");
 
     // two creations racing for the same code: one gets it, the other draws again
     let (one, two) = (
-        new_game(Uuid::new_v4(), &settings),
-        new_game(Uuid::new_v4(), &settings),
+        new_game(intent(&db, Uuid::new_v4()).await, &settings),
+        new_game(intent(&db, Uuid::new_v4()).await, &settings),
     );
     let (first, second) = tokio::join!(
         join_code::insert_with_code(&db, &one, codes(&["RACE22", "AAAAA2"])),
         join_code::insert_with_code(&db, &two, codes(&["RACE22", "BBBBB2"])),
     );
-    let mut got = vec![first.unwrap().1, second.unwrap().1];
+    let mut got = vec![first.unwrap().unwrap().1, second.unwrap().unwrap().1];
     got.sort();
     assert!(
         got == ["AAAAA2", "RACE22"] || got == ["BBBBB2", "RACE22"],
@@ -237,9 +254,9 @@ async fn a_code_collision_draws_another_code(db: PgPool) {
     );
 
     // a code space with nothing free gives up instead of looping
+    let stuck_id = intent(&db, Uuid::new_v4()).await;
     let stuck =
-        join_code::insert_with_code(&db, &new_game(Uuid::new_v4(), &settings), || taken.clone())
-            .await;
+        join_code::insert_with_code(&db, &new_game(stuck_id, &settings), || taken.clone()).await;
     assert!(stuck.is_err());
 
     // the code is free again once its game is gone
@@ -254,9 +271,10 @@ async fn a_code_collision_draws_another_code(db: PgPool) {
         )
         .await;
     assert_eq!(res.status(), 200);
-    let (_, code) =
-        join_code::insert_with_code(&db, &new_game(Uuid::new_v4(), &settings), codes(&[&taken]))
-            .await
-            .unwrap();
+    let again = intent(&db, Uuid::new_v4()).await;
+    let (_, code) = join_code::insert_with_code(&db, &new_game(again, &settings), codes(&[&taken]))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(code, taken);
 }

@@ -6,6 +6,7 @@ mod health;
 mod live;
 mod lobby;
 mod lobby_plus;
+mod page;
 
 use std::time::{Duration, Instant};
 
@@ -88,6 +89,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(SwaggerUi::new("/swagger-ui").url("/api-docs/openapi.json", openapi))
         .merge(api)
+        .merge(page::routes())
         .fallback(|| async { problem(StatusCode::NOT_FOUND, "No such route.") })
         .method_not_allowed_fallback(|| async {
             problem(

@@ -15,6 +15,7 @@ mod leave;
 mod lifecycle;
 mod limits;
 mod live;
+mod lobby_page;
 mod metrics;
 mod open_games;
 mod private;

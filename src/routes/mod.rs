@@ -177,6 +177,8 @@ async fn track(State(state): State<AppState>, req: Request, next: Next) -> Respo
         metrics.count_operation("quick_match", status);
     } else if route.ends_with("/leave_game/{game_id}") {
         metrics.count_operation("leave", status);
+    } else if route.ends_with("/join_by_code/{code}") {
+        metrics.count_operation("join_by_code", status);
     }
     metrics
         .http_requests

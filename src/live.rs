@@ -122,7 +122,6 @@ struct Notice {
 /// Listens for lobby changes until `shutdown`, reconnecting after failures.
 pub async fn run_listener(state: AppState, shutdown: CancellationToken) {
     let hub = &state.lobby;
-    let mut connected_before = false;
     while !shutdown.is_cancelled() {
         let mut listener = match PgListener::connect_with(&state.db).await {
             Ok(l) => l,
@@ -137,10 +136,7 @@ pub async fn run_listener(state: AppState, shutdown: CancellationToken) {
             pause(&shutdown).await;
             continue;
         }
-        if connected_before {
-            resync(hub);
-        }
-        connected_before = true;
+        // From here on no change is missed: new subscribers may start.
         hub.ready.send_replace(true);
         loop {
             let next = tokio::select! {
@@ -153,12 +149,17 @@ pub async fn run_listener(state: AppState, shutdown: CancellationToken) {
                         tracing::warn!(error = %e, "live lobby: change not forwarded");
                     }
                 }
-                // The connection dropped; `try_recv` reconnects on the next call, but what
-                // happened meanwhile is lost.
-                Ok(None) => resync(hub),
+                // The connection dropped: what happened meanwhile is lost. New subscribers wait
+                // for a fresh LISTEN; current ones start over.
+                Ok(None) => {
+                    hub.ready.send_replace(false);
+                    resync(hub);
+                    break;
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "live lobby: listener failed; reconnecting");
                     hub.ready.send_replace(false);
+                    resync(hub);
                     pause(&shutdown).await;
                     break;
                 }

@@ -164,6 +164,9 @@ const QUICK_MATCH_REFUSALS: u32 = 3;
 /// Looks again when every waiting game is held by other quick matches for a moment, rather
 /// than creating a game that would not be needed once they are done.
 const QUICK_MATCH_BUSY_RETRIES: u32 = 8;
+/// Creations a quick match waits for before it creates a game itself, whatever the gate says
+/// (bounds the wait when creations keep failing).
+const QUICK_MATCH_WAITS: u32 = 4;
 
 /// Keeps a burst of quick matches from creating a game each: a request that finds no free seat
 /// creates a game only if the games this process is already creating for the product will not
@@ -256,6 +259,7 @@ pub async fn quick_match(
 ) -> ApiResult<QuickMatch> {
     let mut refused = Vec::new();
     let mut busy = 0;
+    let mut waits = 0;
     loop {
         match pick(state, product, player, &refused).await? {
             Pick::Seated(game_id) => return seated(state, product, game_id).await,
@@ -270,6 +274,9 @@ pub async fn quick_match(
                 tokio::time::sleep(Duration::from_millis(pause + rand::random::<u64>() % pause))
                     .await;
             }
+            Pick::Busy | Pick::Nothing if waits >= QUICK_MATCH_WAITS => {
+                return create(state, product, player).await;
+            }
             Pick::Busy | Pick::Nothing => match state.quick_match.turn(product) {
                 Turn::Create => {
                     let created = create(state, product, player).await;
@@ -281,6 +288,7 @@ pub async fn quick_match(
                     let _ = tokio::time::timeout(limit, done.changed()).await;
                     state.quick_match.woken(product);
                     busy = 0;
+                    waits += 1;
                 }
             },
             Pick::Reserved(game_id, game_state) => {

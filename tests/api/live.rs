@@ -247,3 +247,29 @@ async fn shutdown_ends_open_streams(db: PgPool) {
         .expect("the service stops although a stream is open");
     assert!(sse.next().await.is_none(), "the stream ended");
 }
+
+#[sqlx::test(migrator = "matchmaker::app::MIGRATOR")]
+async fn a_lost_listener_connection_ends_the_streams_and_recovers(db: PgPool) {
+    let app = spawn_app(db).await;
+    let mut sse = Sse::open(&app, "/game_lobby/exrps/open_games/stream", "watcher").await;
+    assert_eq!(sse.next().await.unwrap().0, "snapshot");
+
+    // kill the listener's database connection: notifications may be missed meanwhile, so the
+    // stream ends and the client starts over
+    let killed: i64 = sqlx::query_scalar!(
+        r#"select count(pg_terminate_backend(pid)) as "n!" from pg_stat_activity
+           where datname = current_database() and pid <> pg_backend_pid()
+             and query like '%LISTEN%matchmaker_lobby%'"#
+    )
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(killed, 1);
+    assert!(sse.next().await.is_none(), "the stream ended");
+
+    // a new subscriber is served by the reconnected listener
+    let mut again = Sse::open(&app, "/game_lobby/exrps/open_games/stream", "watcher").await;
+    assert_eq!(again.next().await.unwrap().0, "snapshot");
+    let id = app.open_game("exrps", "alice").await;
+    again.until("listed", &id).await;
+}

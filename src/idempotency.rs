@@ -73,7 +73,8 @@ where
     };
     let settings = &state.settings;
     let stale_secs = (settings.game_server_timeout * 10 + Duration::from_secs(10)).as_secs_f64();
-    let wait = settings.game_server_timeout * 3 + Duration::from_secs(1);
+    // As long as a quick match may take: its patience, then a create.
+    let wait = settings.game_server_timeout * 4 + Duration::from_secs(6);
     let started = tokio::time::Instant::now();
     let k = Key {
         player_id: &player.user_id,

@@ -127,19 +127,24 @@ function show(game) {
     sessionStorage.removeItem("matchmaker.game");
     $("my-code").textContent = "—";
   }
-  clearInterval(state.poll);
-  if (game) state.poll = setInterval(refresh, 1500);
+  clearTimeout(state.poll);
+  // one poll at a time: the next is scheduled when this answer is shown
+  if (game) state.poll = setTimeout(refresh, 1500);
   render();
 }
 
-// Polls the game's status, as a client recovering after a reload would.
+// Polls the game's status, as a client recovering after a reload would. An answer about a game
+// the page no longer shows (the player left or moved on meanwhile) is ignored.
 async function refresh() {
-  if (!state.gameId) return;
+  const id = state.gameId;
+  if (!id) return;
   try {
-    const game = await api("GET", lobby("/games/" + state.gameId));
+    const game = await api("GET", lobby("/games/" + id));
+    if (state.gameId !== id) return;
     if (!game.token) { show(null); say("You are no longer in that game."); return; }
     show(game);
   } catch (e) {
+    if (state.gameId !== id) return;
     show(null);
     say(e.message, "error");
   }

@@ -134,8 +134,10 @@ async fn two_players_create_list_join_and_leave_in_the_browser(db: PgPool) {
         t == "Game removed."
     })
     .await;
-    wait_text(&bob, "#message", "Bob told", |t| {
-        !t.is_empty() && !t.starts_with("Joined")
+    wait_for("Bob's page to drop the removed game", || async {
+        let panel = bob.find(Locator::Css("#my-game")).await.ok()?;
+        let id = panel.attr("data-game-id").await.ok()??;
+        id.is_empty().then_some(())
     })
     .await;
 

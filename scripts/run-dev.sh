@@ -21,6 +21,7 @@ bob=$("$bin/matchmaker" token --user-id bob --username Bob)
 cat <<MSG
 
   matchmaker   http://$MATCHMAKER_BIND   (Swagger UI: http://$MATCHMAKER_BIND/swagger-ui/)
+  lobby page   http://$MATCHMAKER_BIND/   (pick Alice or Bob, one per browser window)
   game server  http://127.0.0.1:8080     (demo-game-server, product exrps)
   secret       $MATCHMAKER_SECRET_KEY
   token alice  $alice

@@ -5,6 +5,8 @@
 #
 #   SCHEMATHESIS_SEED=1 SCHEMATHESIS_EXAMPLES=60 scripts/schemathesis.sh
 #
+# The live lobby stream is left out: with a valid token its answer never ends (Server-Sent
+# Events); its errors are covered by tests/api/live.rs.
 # Two runs: one with a valid player token, one with a forged token. A 5xx, a response outside
 # its documented schema/status/content type, fails the run.
 set -euo pipefail
@@ -41,7 +43,8 @@ run() {
   schemathesis run "http://127.0.0.1:$mm_port/api-docs/openapi.json" \
     --checks all --exclude-checks positive_data_acceptance,negative_data_rejection \
     --seed "$seed" --max-examples "$examples" \
-    --request-timeout 10 "$@"
+    --request-timeout 10 \
+    --exclude-path '/game_lobby/{product_id}/open_games/stream' "$@"
 }
 echo "== schemathesis with a valid token (seed $seed, $examples examples per operation)"
 run -H "Authorization: Bearer $token"

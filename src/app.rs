@@ -41,6 +41,8 @@ pub struct Shared {
     pub rate_limits: RateLimits,
     /// Keeps a burst of quick matches from creating more games than needed.
     pub quick_match: crate::lobby_plus::Gates,
+    /// This process's fan-out of live-lobby changes.
+    pub lobby: crate::live::Hub,
     products: HashMap<String, Arc<Product>>,
 }
 
@@ -68,6 +70,7 @@ impl AppState {
                 settings.rate_limit_ip_per_minute,
             ),
             quick_match: Default::default(),
+            lobby: crate::live::Hub::new(settings.lobby_stream_buffer),
             products,
             settings,
             db,
@@ -133,6 +136,10 @@ impl Application {
             ));
         }
         tasks.spawn(lifecycle::run_reaper(self.state.clone(), shutdown.clone()));
+        tasks.spawn(crate::live::run_listener(
+            self.state.clone(),
+            shutdown.clone(),
+        ));
         tasks.spawn(lifecycle::run_dispatcher(
             self.state.clone(),
             shutdown.clone(),

@@ -128,6 +128,12 @@ pub struct Overrides {
     /// Longest graceful shutdown, in ms [toml: shutdown_timeout_ms] [default: 10000]
     #[arg(long, env = "MATCHMAKER_SHUTDOWN_TIMEOUT_MS", global = true)]
     pub shutdown_timeout_ms: Option<u64>,
+    /// Interval of the live lobby stream's heartbeat comments, in ms [toml: lobby_stream_heartbeat_ms] [default: 15000]
+    #[arg(long, env = "MATCHMAKER_LOBBY_STREAM_HEARTBEAT_MS", global = true)]
+    pub lobby_stream_heartbeat_ms: Option<u64>,
+    /// Lobby changes a live-lobby subscriber may fall behind by before it is dropped [toml: lobby_stream_buffer] [default: 256]
+    #[arg(long, env = "MATCHMAKER_LOBBY_STREAM_BUFFER", global = true)]
+    pub lobby_stream_buffer: Option<usize>,
     /// Largest request body, in bytes; larger ones get 413 [toml: max_body_bytes] [default: 65536]
     #[arg(long, env = "MATCHMAKER_MAX_BODY_BYTES", global = true)]
     pub max_body_bytes: Option<u64>,
@@ -180,6 +186,8 @@ struct FileConfig {
     outbox_max_attempts: Option<u32>,
     outbox_backoff_ms: Option<u64>,
     shutdown_timeout_ms: Option<u64>,
+    lobby_stream_heartbeat_ms: Option<u64>,
+    lobby_stream_buffer: Option<usize>,
     max_body_bytes: Option<u64>,
     header_read_timeout_ms: Option<u64>,
     rate_limit_player_per_minute: Option<u32>,
@@ -187,6 +195,16 @@ struct FileConfig {
     max_open_games_per_player: Option<u32>,
     expiry: Option<FileExpiry>,
     games: Option<Vec<FileGame>>,
+    sample_players: Option<Vec<SamplePlayer>>,
+}
+
+/// A player the lobby page at `/` offers ready-made tokens for (development only: anyone who
+/// can load the page can act as these players).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SamplePlayer {
+    pub user_id: String,
+    pub username: String,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -298,6 +316,10 @@ pub struct Settings {
     pub outbox_max_attempts: u32,
     pub outbox_backoff: Duration,
     pub shutdown_timeout: Duration,
+    pub lobby_stream_heartbeat: Duration,
+    pub lobby_stream_buffer: usize,
+    /// Players the lobby page offers tokens for; empty outside development.
+    pub sample_players: Vec<SamplePlayer>,
     pub max_body_bytes: usize,
     pub header_read_timeout: Duration,
     /// Per-minute quotas of creates and joins; 0 = off.
@@ -333,6 +355,9 @@ impl fmt::Debug for Settings {
             .field("outbox_max_attempts", &self.outbox_max_attempts)
             .field("outbox_backoff", &self.outbox_backoff)
             .field("shutdown_timeout", &self.shutdown_timeout)
+            .field("lobby_stream_heartbeat", &self.lobby_stream_heartbeat)
+            .field("lobby_stream_buffer", &self.lobby_stream_buffer)
+            .field("sample_players", &self.sample_players)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("header_read_timeout", &self.header_read_timeout)
             .field(
@@ -541,6 +566,26 @@ impl Settings {
             file.shutdown_timeout_ms,
             10_000,
         )?;
+        let lobby_stream_heartbeat = millis(
+            "lobby_stream_heartbeat_ms",
+            &o.lobby_stream_heartbeat_ms,
+            file.lobby_stream_heartbeat_ms,
+            15_000,
+        )?;
+        let lobby_stream_buffer =
+            pick(&o.lobby_stream_buffer, file.lobby_stream_buffer).unwrap_or(256);
+        if !(1..=65_536).contains(&lobby_stream_buffer) {
+            return Err(bad("lobby_stream_buffer", "must be between 1 and 65536"));
+        }
+        let sample_players = file.sample_players.unwrap_or_default();
+        for (i, p) in sample_players.iter().enumerate() {
+            if p.user_id.trim().is_empty() || p.username.trim().is_empty() {
+                return Err(bad(
+                    format!("sample_players[{i}]"),
+                    "user_id and username must not be empty",
+                ));
+            }
+        }
         let header_read_timeout = millis(
             "header_read_timeout_ms",
             &o.header_read_timeout_ms,
@@ -596,6 +641,9 @@ impl Settings {
             outbox_max_attempts,
             outbox_backoff,
             shutdown_timeout,
+            lobby_stream_heartbeat,
+            lobby_stream_buffer,
+            sample_players,
             // Bounded to 64 MiB above, so it fits.
             max_body_bytes: usize::try_from(max_body_bytes).unwrap_or(usize::MAX),
             header_read_timeout,

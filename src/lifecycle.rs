@@ -104,6 +104,11 @@ pub async fn reap_once(state: &AppState) -> sqlx::Result<Reaped> {
         }
     }
     state.rate_limits.forget_idle();
+    // Idempotency keys are replayed for a day, then forgotten.
+    let purged = crate::store::idempotency::purge(&state.db).await?;
+    if purged > 0 {
+        tracing::debug!(purged, "old idempotency keys deleted");
+    }
     Ok(reaped)
 }
 

@@ -392,6 +392,7 @@ pub async fn open_games(
     product_id: &str,
     count: Option<&str>,
     page: Option<&str>,
+    settings: &Value,
 ) -> ApiResult<Vec<PartialGame>> {
     let Some(product) = state.product(product_id) else {
         return Ok(Vec::new());
@@ -403,11 +404,41 @@ pub async fn open_games(
     if count == 0 {
         return Ok(Vec::new());
     }
-    let games = store::open_page(&state.db, product_id, count as i64, offset).await?;
+    let games = store::open_page(&state.db, product_id, count as i64, offset, settings).await?;
     Ok(games
         .into_iter()
         .map(|g| g.partial(&product.game_server_url))
         .collect())
+}
+
+/// Most `settings.<key>` filters in one query.
+const MAX_FILTERS: usize = 10;
+
+/// The settings filters of an open-games query: `settings.<key>=<value>` pairs, as one JSON
+/// object the listed games' settings must contain. A value that reads as JSON (`2`, `true`,
+/// `"2"`) is taken as that; anything else as a string (`ranked`).
+pub fn settings_filter<'a>(
+    pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> ApiResult<Value> {
+    let mut filter = serde_json::Map::new();
+    for (name, raw) in pairs {
+        let Some(key) = name.strip_prefix("settings.") else {
+            continue;
+        };
+        if key.is_empty() || key.len() > 64 || raw.len() > 256 {
+            return Err(ApiError::bad_request(
+                "Invalid request - a settings filter is settings.<key>=<value>, with a key of 1 to 64 characters and a value of at most 256.",
+            ));
+        }
+        let value = serde_json::from_str::<Value>(raw).unwrap_or_else(|_| Value::from(raw));
+        filter.insert(key.to_string(), value);
+        if filter.len() > MAX_FILTERS {
+            return Err(ApiError::bad_request(format!(
+                "Invalid request - at most {MAX_FILTERS} settings filters."
+            )));
+        }
+    }
+    Ok(Value::Object(filter))
 }
 
 /// A non-negative integer; digits beyond u64 saturate (a huge page is simply empty).
@@ -468,6 +499,24 @@ mod tests {
                 .detail
                 .contains("negative")
         );
+    }
+
+    #[test]
+    fn settings_filters() {
+        let pairs = [
+            ("count", "3"),
+            ("settings.mode", "ranked"),
+            ("settings.num_players", "2"),
+            ("settings.label", "\"2\""),
+        ];
+        assert_eq!(
+            settings_filter(pairs).unwrap(),
+            serde_json::json!({"mode": "ranked", "num_players": 2, "label": "2"})
+        );
+        assert_eq!(settings_filter([]).unwrap(), serde_json::json!({}));
+        assert!(settings_filter([("settings.", "x")]).is_err());
+        let many: Vec<(String, &str)> = (0..11).map(|i| (format!("settings.k{i}"), "v")).collect();
+        assert!(settings_filter(many.iter().map(|(k, v)| (k.as_str(), *v))).is_err());
     }
 
     #[test]

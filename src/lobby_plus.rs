@@ -161,9 +161,9 @@ pub struct QuickMatch {
 /// Game-server refusals a quick match takes (trying the next game each time) before it
 /// creates a game instead.
 const QUICK_MATCH_REFUSALS: u32 = 3;
-/// Looks again when every waiting game is held by other quick matches for a moment, rather
-/// than creating a game that would not be needed once they are done.
-const QUICK_MATCH_BUSY_RETRIES: u32 = 8;
+/// Longest a quick match looks for a seat (games held by others for a moment, games being
+/// created by others) before it creates a game itself; at least twice the game-server timeout.
+const QUICK_MATCH_PATIENCE: Duration = Duration::from_secs(5);
 
 /// Keeps a burst of quick matches from creating a game each: a request that finds no free seat
 /// creates a game only if the games this process is already creating for the product will not
@@ -255,8 +255,11 @@ pub async fn quick_match(
     player: &Player,
 ) -> ApiResult<QuickMatch> {
     let mut refused = Vec::new();
-    let mut busy = 0;
+    let mut busy = 0u32;
+    let patience = QUICK_MATCH_PATIENCE.max(state.settings.game_server_timeout * 2);
+    let deadline = tokio::time::Instant::now() + patience;
     loop {
+        let out_of_patience = tokio::time::Instant::now() >= deadline;
         match pick(state, product, player, &refused).await? {
             Pick::Seated(game_id) => return seated(state, product, game_id).await,
             Pick::InFlight => {
@@ -264,21 +267,25 @@ pub async fn quick_match(
                     "Game Lobby: Unable to quick match - a join for this player is already in progress.",
                 ));
             }
-            Pick::Busy if busy < QUICK_MATCH_BUSY_RETRIES => {
+            Pick::Busy | Pick::Nothing if out_of_patience => {
+                return create(state, product, player).await;
+            }
+            // Every free seat is held by another request for a moment: it will be taken or
+            // given back soon; look again rather than create a game that may not be needed.
+            Pick::Busy => {
                 busy += 1;
-                let pause = 2u64 << busy.min(4);
+                let pause = 2u64 << busy.min(3);
                 tokio::time::sleep(Duration::from_millis(pause + rand::random::<u64>() % pause))
                     .await;
             }
-            Pick::Busy | Pick::Nothing => match state.quick_match.turn(product) {
+            Pick::Nothing => match state.quick_match.turn(product) {
                 Turn::Create => {
                     let created = create(state, product, player).await;
                     state.quick_match.created(product);
                     return created;
                 }
                 Turn::Wait(mut done) => {
-                    let limit = state.settings.game_server_timeout + Duration::from_secs(1);
-                    let _ = tokio::time::timeout(limit, done.changed()).await;
+                    let _ = tokio::time::timeout_at(deadline, done.changed()).await;
                     state.quick_match.woken(product);
                     busy = 0;
                 }

@@ -4,6 +4,8 @@ use axum::{
     Json,
     body::Bytes,
     extract::{Path, RawQuery, State},
+    http::HeaderMap,
+    response::Response,
 };
 use serde_json::Value;
 use utoipa::ToSchema;
@@ -13,6 +15,7 @@ use crate::{
     app::AppState,
     auth::{Player, ProductRef},
     error::{ApiError, ApiResult, Problem},
+    idempotency,
     limits::ClientIp,
     lobby,
     model::{FullGame, PartialGame},
@@ -59,7 +62,11 @@ fn create_options(body: &[u8]) -> ApiResult<bool> {
     post,
     path = "/game_lobby/{product_id}/create_game",
     tag = "lobby",
-    params(("product_id" = String, Path, description = "Product (game title) id.", example = "exrps")),
+    params(
+        ("product_id" = String, Path, description = "Product (game title) id.", example = "exrps"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Optional, 1 to 255 visible ASCII characters. A retry with the same key by the same player within a day answers the first game again (with `Idempotent-Replayed: true`) instead of creating another.",
+            example = "5f1c8e0a-create-1"),
+    ),
     request_body(content = CreateGameBody, description = "Optional. Only `private` is read; anything else (the portal sends `{\"game_type\":0,\"num_players\":2,\"creater_id\":...}`) is ignored.",
         examples(
             ("public" = (summary = "What the portal sends: a public game", value = json!({"game_type": 0, "num_players": 2}))),
@@ -68,17 +75,19 @@ fn create_options(body: &[u8]) -> ApiResult<bool> {
     security(("player_token" = [])),
     responses(
         (status = 200, description = "The new game, with `target_game_server` (where to connect) and, for a private game, `join_code`.", body = FullGame),
-        (status = 400, description = "`Game Lobby: Invalid product ID.`, `Unable to create game on target game server.` or `Game Lobby: Invalid request - \"private\" must be true or false.`",
+        (status = 400, description = "`Game Lobby: Invalid product ID.`, `Unable to create game on target game server.`, `Game Lobby: Invalid request - \"private\" must be true or false.` or a malformed `Idempotency-Key`.",
             body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "`Game Lobby: Not authorized.` (no `Authorization`) or `Game Lobby: Unable to fetch user profile for user. Relog may be required.` (bad token)",
             body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The caller already has `max_open_games_per_player` games waiting for players.",
+        (status = 409, description = "The caller already has `max_open_games_per_player` games waiting for players, or a request with the same `Idempotency-Key` is still in progress.",
             body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "The request body is larger than `max_body_bytes` (64 KiB by default).",
             body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Too many creates and joins from this player or address; see `Retry-After`.",
             body = Problem, content_type = "application/problem+json",
             headers(("Retry-After" = u64, description = "Seconds to wait before retrying."))),
+        (status = 422, description = "The `Idempotency-Key` was already used for a different request.",
+            body = Problem, content_type = "application/problem+json"),
         (status = 500, description = "`Game Lobby: Error saving the game. Please contact support.`",
             body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "The game server could not be reached, timed out, or answered without a `gameToken`.",
@@ -92,14 +101,25 @@ async fn create_game(
     ProductRef(product): ProductRef,
     player: Player,
     ClientIp(ip): ClientIp,
+    headers: HeaderMap,
     body: Bytes,
-) -> ApiResult<Json<FullGame>> {
+) -> ApiResult<Response> {
     tracing::Span::current().record("product", product.product_id.as_str());
     state.rate_limits.check(&player.user_id, ip)?;
+    let key = idempotency::key(&headers)?;
     let private = create_options(&body)?;
-    lobby::create_game(&state, &product, &player, private)
-        .await
-        .map(Json)
+    idempotency::run(
+        &state,
+        &product,
+        &player,
+        key,
+        "create_game",
+        format!("private={private}"),
+        move |state, product, player| async move {
+            lobby::create_game(&state, &product, &player, private).await
+        },
+    )
+    .await
 }
 
 /// Join a game.
@@ -156,6 +176,11 @@ async fn join_game(
 ///
 /// Games of the product that can be joined (state `creator_joined` with a free seat), oldest
 /// in the lobby first. No authentication. An unknown product gives an empty list.
+///
+/// `settings.<key>=<value>` keeps only games whose settings hold that value (several filters:
+/// all of them), e.g. `?settings.mode=ranked`. A value that reads as JSON is taken as JSON
+/// (`settings.num_players=2` is the number 2, `settings.num_players="2"` the string); anything
+/// else is a string. Private games are never listed.
 #[utoipa::path(
     get,
     path = "/game_lobby/{product_id}/open_games",
@@ -164,10 +189,11 @@ async fn join_game(
         ("product_id" = String, Path, description = "Product (game title) id.", example = "exrps"),
         ("count" = Option<u32>, Query, description = "Games per page; default 10, at most 25.", example = 10),
         ("page" = Option<u32>, Query, description = "Zero-based page number.", example = 0),
+        ("settings.mode" = Option<String>, Query, description = "A settings filter: any `settings.<key>=<value>` (at most 10), e.g. `settings.mode=ranked`."),
     ),
     responses(
         (status = 200, description = "A page of open games.", body = [PartialGame]),
-        (status = 400, description = "`Invalid request - page size and entry count must be integers.` or a negative value.",
+        (status = 400, description = "`Invalid request - page size and entry count must be integers.`, a negative value, or a bad settings filter (empty or over-long key, over-long value, more than 10).",
             body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The database is unavailable; retry shortly.",
             body = Problem, content_type = "application/problem+json"),
@@ -179,14 +205,18 @@ async fn open_games(
     RawQuery(query): RawQuery,
 ) -> ApiResult<Json<Vec<PartialGame>>> {
     let (mut count, mut page) = (None, None);
-    for (key, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
-        match key.as_ref() {
-            "count" => count = Some(value.into_owned()),
-            "page" => page = Some(value.into_owned()),
+    let pairs: Vec<(String, String)> = form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .into_owned()
+        .collect();
+    for (key, value) in &pairs {
+        match key.as_str() {
+            "count" => count = Some(value.as_str()),
+            "page" => page = Some(value.as_str()),
             _ => {}
         }
     }
-    lobby::open_games(&state, &product_id, count.as_deref(), page.as_deref())
+    let settings = lobby::settings_filter(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
+    lobby::open_games(&state, &product_id, count, page, &settings)
         .await
         .map(Json)
 }

@@ -4,13 +4,17 @@
 use axum::{
     Json,
     extract::{Path, State},
+    http::HeaderMap,
+    response::Response,
 };
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
     app::AppState,
     auth::{Player, ProductRef},
-    error::{ApiError, ApiResult, Problem},
+    error::{ApiResult, Problem},
+    idempotency,
+    limits::ClientIp,
     lobby_plus::{self, Left, QuickMatch},
     model::{FullGame, GameView},
 };
@@ -131,16 +135,23 @@ async fn leave_game(
     tag = "lobby",
     params(
         ("product_id" = String, Path, description = "Product (game title) id.", example = "exrps"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Optional, 1 to 255 visible ASCII characters. A retry with the same key by the same player within a day answers the first result again (with `Idempotent-Replayed: true`).",
+            example = "5f1c8e0a-quick-1"),
     ),
     security(("player_token" = [])),
     responses(
         (status = 200, description = "The game (full, with `target_game_server`) and `outcome`: `joined`, `created` or `already_seated`.",
             body = QuickMatch),
-        (status = 400, description = "`Game Lobby: Invalid product ID.` or `Unable to create game on target game server.`",
+        (status = 400, description = "`Game Lobby: Invalid product ID.`, `Unable to create game on target game server.` or a malformed `Idempotency-Key`.",
             body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or bad token.", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "A join or quick match of the caller is still in progress.",
+        (status = 409, description = "A join or quick match of the caller is still in progress, or a request with the same `Idempotency-Key` is.",
             body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The `Idempotency-Key` was already used for a different request.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many creates and joins from this player or address; see `Retry-After`.",
+            body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying."))),
         (status = 502, description = "The game server could not be reached, timed out, or gave an unusable answer.",
             body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The database is unavailable; retry shortly.",
@@ -151,24 +162,26 @@ async fn quick_match(
     State(state): State<AppState>,
     ProductRef(product): ProductRef,
     player: Player,
-) -> ApiResult<Json<QuickMatch>> {
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
     tracing::Span::current().record("product", product.product_id.as_str());
-    // Runs to the end even if the client goes away, so no reservation is left behind.
-    let span = tracing::Span::current();
-    let task = tokio::spawn(tracing::Instrument::instrument(
-        async move { lobby_plus::quick_match(&state, &product, &player).await },
-        span,
-    ));
-    match task.await {
-        Ok(result) => result.map(Json),
-        Err(e) => {
-            tracing::error!(error = %e, "quick match task failed");
-            Err(ApiError::new(
-                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-                "Game Lobby: Internal error. Please contact support.",
-            ))
-        }
-    }
+    state.rate_limits.check(&player.user_id, ip)?;
+    let key = idempotency::key(&headers)?;
+    // The quick match runs in its own task: it finishes even if the client goes away, so no
+    // reservation is left behind.
+    idempotency::run(
+        &state,
+        &product,
+        &player,
+        key,
+        "quick_match",
+        String::new(),
+        |state, product, player| async move {
+            lobby_plus::quick_match(&state, &product, &player).await
+        },
+    )
+    .await
 }
 
 /// Join a game by its code.
@@ -195,6 +208,9 @@ async fn quick_match(
             body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Every seat is taken, or other players hold the game right now.",
             body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many creates and joins from this player or address; see `Retry-After`.",
+            body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying."))),
         (status = 502, description = "The game server could not be reached or timed out.",
             body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The database is unavailable; retry shortly.",
@@ -205,10 +221,13 @@ async fn join_by_code(
     State(state): State<AppState>,
     ProductRef(product): ProductRef,
     player: Player,
+    ClientIp(ip): ClientIp,
     Path(path): Path<(String, String)>,
 ) -> ApiResult<Json<FullGame>> {
     let code = path.1;
     tracing::Span::current().record("product", product.product_id.as_str());
+    // Every guess at a code costs one unit of the player's and the address's join quota.
+    state.rate_limits.check(&player.user_id, ip)?;
     lobby_plus::join_by_code(&state, &product, &player, &code)
         .await
         .map(Json)

@@ -3,8 +3,10 @@
 
 mod events;
 mod health;
+mod live;
 mod lobby;
 mod lobby_plus;
+mod page;
 
 use std::time::{Duration, Instant};
 
@@ -74,6 +76,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(lobby::routes())
         .merge(lobby_plus::routes())
+        .merge(live::routes())
         .merge(events::routes())
         .merge(health::routes())
         .split_for_parts()
@@ -86,6 +89,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(SwaggerUi::new("/swagger-ui").url("/api-docs/openapi.json", openapi))
         .merge(api)
+        .merge(page::routes())
         .fallback(|| async { problem(StatusCode::NOT_FOUND, "No such route.") })
         .method_not_allowed_fallback(|| async {
             problem(
@@ -173,6 +177,8 @@ async fn track(State(state): State<AppState>, req: Request, next: Next) -> Respo
         metrics.count_operation("quick_match", status);
     } else if route.ends_with("/leave_game/{game_id}") {
         metrics.count_operation("leave", status);
+    } else if route.ends_with("/join_by_code/{code}") {
+        metrics.count_operation("join_by_code", status);
     }
     metrics
         .http_requests
@@ -223,7 +229,7 @@ fn cors(origins: &[String]) -> CorsLayer {
             HeaderName::from_static("idempotency-key"),
             REQUEST_ID,
         ])
-        .expose_headers([REQUEST_ID])
+        .expose_headers([REQUEST_ID, crate::idempotency::REPLAYED])
         .max_age(Duration::from_secs(3600));
     if origins.is_empty() || origins.iter().any(|o| o == "*") {
         layer.allow_origin(Any)

@@ -103,11 +103,13 @@ pub async fn fetch(
 }
 
 /// A page of the lobby: joinable games, oldest in the lobby first (served by `games_open_idx`).
+/// `settings` filters by jsonb containment (`{}` for none).
 pub async fn open_page(
     db: impl PgExecutor<'_>,
     product_id: &str,
     limit: i64,
     offset: i64,
+    settings: &Value,
 ) -> sqlx::Result<Vec<Game>> {
     sqlx::query_as!(
         Game,
@@ -120,13 +122,14 @@ pub async fn open_page(
                      order by p.joined_at, p.seat) as "players!"
         from games g
         where g.product_id = $1 and g.state = 'creator_joined' and g.seats_taken < g.num_players
-          and g.join_code is null
+          and g.join_code is null and g.settings @> $4
         order by g.lobby_at, g.game_id
         limit $2 offset $3
         "#,
         product_id,
         limit,
-        offset
+        offset,
+        settings
     )
     .fetch_all(db)
     .await

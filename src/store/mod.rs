@@ -3,5 +3,6 @@
 
 pub mod cursor;
 pub mod games;
+pub mod idempotency;
 pub mod intents;
 pub mod outbox;

@@ -108,3 +108,79 @@ async fn any_origin_may_call_the_lobby(db: PgPool) {
     assert!(res.status().is_success());
     assert_eq!(res.headers()["access-control-allow-origin"], "*");
 }
+
+#[sqlx::test(migrator = "matchmaker::app::MIGRATOR")]
+async fn open_games_filter_on_settings(db: PgPool) {
+    let app = spawn_app(db).await;
+    let ranked = app.open_game("quad", "alice").await;
+    let casual = app.open_game("quad", "bob").await;
+    // games keep the settings their product had when they were created: change one, as a
+    // configuration change between the two creations would have
+    let id = uuid::Uuid::parse_str(&casual).unwrap();
+    sqlx::query!(
+        r#"update games set settings = '{"num_players": 4, "mode": "casual", "map": "moon"}' where game_id = $1"#,
+        id
+    )
+    .execute(&app.db)
+    .await
+    .unwrap();
+
+    assert_eq!(
+        app.open_ids("quad", "").await,
+        vec![ranked.clone(), casual.clone()]
+    );
+    assert_eq!(
+        app.open_ids("quad", "?settings.mode=ranked").await,
+        vec![ranked.clone()]
+    );
+    assert_eq!(
+        app.open_ids("quad", "?settings.mode=casual&settings.map=moon")
+            .await,
+        vec![casual.clone()]
+    );
+    assert!(
+        app.open_ids("quad", "?settings.mode=casual&settings.map=mars")
+            .await
+            .is_empty()
+    );
+    // JSON values: a number is not the string of its digits
+    assert_eq!(
+        app.open_ids("quad", "?settings.num_players=4").await.len(),
+        2
+    );
+    assert!(
+        app.open_ids("quad", "?settings.num_players=%224%22")
+            .await
+            .is_empty()
+    );
+    // with paging, and with other parameters left alone as before
+    assert_eq!(
+        app.open_ids("quad", "?settings.num_players=4&count=1&page=1&colour=red")
+            .await,
+        vec![casual]
+    );
+    assert!(app.open_ids("quad", "?settings.mode=nope").await.is_empty());
+
+    // the additive fields: free seats and an ISO-8601 listing time
+    let res = app
+        .get("/game_lobby/quad/open_games?settings.mode=ranked")
+        .await;
+    let games: Vec<Value> = res.json().await.unwrap();
+    assert_eq!(games[0]["free_seats"], 3);
+    let listed = games[0]["listed_at"].as_str().unwrap();
+    assert!(
+        chrono::DateTime::parse_from_rfc3339(listed).is_ok(),
+        "{listed}"
+    );
+
+    let too_many: String = (0..11).map(|i| format!("settings.k{i}=v&")).collect();
+    let res = app
+        .get(&format!("/game_lobby/quad/open_games?{too_many}"))
+        .await;
+    assert_eq!(
+        problem(res).await,
+        (400, "Invalid request - at most 10 settings filters.".into())
+    );
+    let res = app.get("/game_lobby/quad/open_games?settings.=x").await;
+    assert_eq!(problem(res).await.0, 400);
+}

@@ -278,3 +278,36 @@ async fn a_code_collision_draws_another_code(db: PgPool) {
         .unwrap();
     assert_eq!(code, taken);
 }
+
+#[sqlx::test(migrator = "matchmaker::app::MIGRATOR")]
+async fn guessing_codes_runs_into_the_join_quota(db: PgPool) {
+    let stub = crate::helpers::GameServerStub::start().await;
+    let app = crate::helpers::spawn_with(
+        db,
+        stub.clone(),
+        crate::helpers::settings(&stub, "rate_limit_player_per_minute = 3"),
+    )
+    .await;
+    // every guess, right or wrong, costs one unit of the player's quota
+    for guess in ["222222", "333333", "444444"] {
+        assert_eq!(
+            problem(join_code(&app, "exrps", guess, "mallory").await)
+                .await
+                .0,
+            404
+        );
+    }
+    let res = join_code(&app, "exrps", "555555", "mallory").await;
+    let retry_after: u64 = res.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry_after >= 1);
+    assert_eq!(problem(res).await.0, 429);
+    // quick match takes from the same quota
+    let res = app
+        .post("/game_lobby/exrps/quick_match", Some("mallory"))
+        .await;
+    assert_eq!(problem(res).await.0, 429);
+}

@@ -147,9 +147,9 @@ async fn seating(app: &TestApp) -> (HashMap<String, i64>, HashMap<uuid::Uuid, (i
 }
 
 #[sqlx::test(migrator = "matchmaker::app::MIGRATOR")]
-async fn three_hundred_simultaneous_quick_matches_fill_games_seat_by_seat(db: PgPool) {
+async fn a_thousand_simultaneous_quick_matches_fill_games_seat_by_seat(db: PgPool) {
     let app = spawn_app(db).await;
-    const PLAYERS: usize = 300;
+    const PLAYERS: usize = 1000;
     let users: Vec<String> = (0..PLAYERS).map(|i| format!("q{i}")).collect();
     let answers = join_all(users.iter().map(|u| quick(&app, "quad", u))).await;
     let mut outcomes: HashMap<String, usize> = HashMap::new();
@@ -179,8 +179,9 @@ async fn three_hundred_simultaneous_quick_matches_fill_games_seat_by_seat(db: Pg
     assert_eq!(per_game.len(), created);
     assert_eq!(app.stub.calls("join_game").len(), joined);
     assert_eq!(app.stub.calls("create_game").len(), created);
-    // 75 games seat everyone. Within one process, creations are coordinated (a request waits
-    // for the games being created when they will seat it), so hardly any request races.
+    // 250 games seat everyone. Within one process, creations are coordinated (a request waits
+    // for the games being created when they will seat it), so only requests that run out of
+    // patience under load race.
     let needed = PLAYERS.div_ceil(4);
     let not_full = per_game
         .values()

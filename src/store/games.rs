@@ -17,14 +17,19 @@ pub enum SeatStatus {
     Held,
 }
 
-/// What a joiner needs to know about a game it has locked.
+/// What a join found in a game, and the seat it reserved there.
 #[derive(Debug)]
 pub struct JoinTarget {
     pub state: GameState,
     pub num_players: i32,
     pub seats_taken: i32,
-    /// The joiner's own seat in this game, if it has one.
+    /// The joiner's own seat in this game, if it had one.
     pub my_seat: Option<SeatStatus>,
+    /// Whether this join holds the game's row lock. False when the game could not take the
+    /// joiner anyway (nothing locked), or when another transaction holds it.
+    pub locked: bool,
+    /// The seat reserved now.
+    pub reserved: Option<i32>,
 }
 
 pub struct NewGame<'a> {
@@ -120,103 +125,109 @@ pub async fn open_page(
     .await
 }
 
-/// Locks a game for a join without waiting: `None` when it does not exist *or* another
-/// transaction holds it (tell them apart with [`exists`]).
-pub async fn lock_for_join(
-    conn: &mut PgConnection,
+/// Step 1 of a join in one statement. Reads the game; if the joiner may take a seat, locks it
+/// without waiting and reserves the lowest free seat (restarting the game's clock). When the
+/// lock is taken, the fields are those of the locked row; otherwise they are as read, and a
+/// game that could take the joiner but is not `locked` is held by another transaction. `None`
+/// when the game does not exist for this product.
+///
+/// Nothing is locked (so nothing waits for a commit to reach the disk) when the game is full,
+/// in the wrong state or already seats the joiner: the common answer to a crowd. A unique
+/// violation means that a join committed between this statement's snapshot and its lock (the
+/// seat or the player it would insert is taken by then): look again.
+pub async fn lock_and_reserve(
+    db: impl PgExecutor<'_>,
     game_id: Uuid,
     product_id: &str,
     player_id: &str,
+    username: &str,
+    expires_in_secs: f64,
 ) -> sqlx::Result<Option<JoinTarget>> {
     sqlx::query_as!(
         JoinTarget,
         r#"
-        select g.state as "state: GameState", g.num_players, g.seats_taken,
-               (select p.status from game_players p
-                where p.game_id = g.game_id and p.player_id = $3) as "my_seat: SeatStatus"
-        from games g
+        with found as (
+            select g.state, g.num_players, g.seats_taken,
+                   (select p.status from game_players p
+                    where p.game_id = $1 and p.player_id = $3) as my_seat
+            from games g
+            where g.game_id = $1 and g.product_id = $2
+        ), target as (
+            select g.state, g.num_players, g.seats_taken
+            from games g
+            where g.game_id = $1
+              and exists (select 1 from found f
+                          where f.my_seat is null and f.state = 'creator_joined'
+                            and f.seats_taken < f.num_players)
+            for update of g skip locked
+        ), seat as (
+            insert into game_players (game_id, num_players, player_id, username, seat, status)
+            select $1, t.num_players, $3, $4, s.n, 'reserved'
+            from target t, generate_series(0, t.num_players - 1) as s(n)
+            where t.state = 'creator_joined' and t.seats_taken < t.num_players
+              and not exists (select 1 from game_players p where p.game_id = $1 and p.seat = s.n)
+            order by s.n
+            limit 1
+            returning seat
+        ), touch as (
+            update games set updated_at = now(), expires_at = now() + make_interval(secs => $5)
+            where game_id = $1 and exists (select 1 from seat)
+        )
+        select coalesce(t.state, f.state) as "state!: GameState",
+               coalesce(t.num_players, f.num_players) as "num_players!",
+               coalesce(t.seats_taken, f.seats_taken) as "seats_taken!",
+               f.my_seat as "my_seat: SeatStatus",
+               t.state is not null as "locked!",
+               (select seat from seat) as reserved
+        from found f left join target t on true
+        "#,
+        game_id,
+        product_id,
+        player_id,
+        username,
+        expires_in_secs
+    )
+    .fetch_optional(db)
+    .await
+}
+
+/// Turns a reservation into a held seat and answers the game as it is then, in one statement;
+/// `None` when the reservation is gone (or the game is not `product_id`'s).
+pub async fn hold_seat(
+    db: impl PgExecutor<'_>,
+    game_id: Uuid,
+    product_id: &str,
+    player_id: &str,
+) -> sqlx::Result<Option<Game>> {
+    // The statement's own changes are invisible to its final select: `updated_at` comes from
+    // `touched`, and the joiner's row (still `reserved` to the select) counts as held.
+    sqlx::query_as!(
+        Game,
+        r#"
+        with held as (
+            update game_players set status = 'held'
+            where game_id = $1 and player_id = $3 and status = 'reserved'
+            returning game_id
+        ), touched as (
+            update games set updated_at = now()
+            where game_id in (select game_id from held)
+            returning game_id, updated_at
+        )
+        select g.game_id, g.product_id, g.creator_id, g.creator_name, g.num_players,
+               g.seats_taken, g.settings, g.token, g.state as "state: GameState",
+               t.updated_at as "updated_at!", g.lobby_at,
+               array(select p.player_id from game_players p
+                     where p.game_id = g.game_id and (p.status = 'held' or p.player_id = $3)
+                     order by p.joined_at, p.seat) as "players!"
+        from games g join touched t on t.game_id = g.game_id
         where g.game_id = $1 and g.product_id = $2
-        for update of g skip locked
         "#,
         game_id,
         product_id,
         player_id
     )
-    .fetch_optional(conn)
-    .await
-}
-
-pub async fn exists(
-    db: impl PgExecutor<'_>,
-    game_id: Uuid,
-    product_id: &str,
-) -> sqlx::Result<bool> {
-    sqlx::query_scalar!(
-        r#"select exists(select 1 from games where game_id = $1 and product_id = $2) as "exists!""#,
-        game_id,
-        product_id
-    )
-    .fetch_one(db)
-    .await
-}
-
-/// Reserves the lowest free seat; call with the game locked. `None` when every seat is taken.
-pub async fn reserve_seat(
-    conn: &mut PgConnection,
-    game_id: Uuid,
-    player_id: &str,
-    username: &str,
-    expires_in_secs: f64,
-) -> sqlx::Result<Option<i32>> {
-    sqlx::query_scalar!(
-        r#"
-        with seat as (
-            insert into game_players (game_id, num_players, player_id, username, seat, status)
-            select g.game_id, g.num_players, $2, $3, s.n, 'reserved'
-            from games g, generate_series(0, g.num_players - 1) as s(n)
-            where g.game_id = $1
-              and not exists (select 1 from game_players p where p.game_id = g.game_id and p.seat = s.n)
-            order by s.n
-            limit 1
-            returning seat
-        ), touch as (
-            update games set updated_at = now(), expires_at = now() + make_interval(secs => $4)
-            where game_id = $1 and exists (select 1 from seat)
-        )
-        select seat from seat
-        "#,
-        game_id,
-        player_id,
-        username,
-        expires_in_secs
-    )
-    .fetch_optional(conn)
-    .await
-}
-
-/// Turns a reservation into a held seat; false when the reservation is gone.
-pub async fn hold_seat(
-    db: impl PgExecutor<'_>,
-    game_id: Uuid,
-    player_id: &str,
-) -> sqlx::Result<bool> {
-    let held = sqlx::query_scalar!(
-        r#"
-        with held as (
-            update game_players set status = 'held'
-            where game_id = $1 and player_id = $2 and status = 'reserved'
-            returning game_id
-        )
-        update games set updated_at = now()
-        where game_id in (select game_id from held)
-        returning game_id
-        "#,
-        game_id,
-        player_id
-    )
     .fetch_optional(db)
-    .await?;
-    Ok(held.is_some())
+    .await
 }
 
 /// Gives a reserved seat back (the game server refused the join).

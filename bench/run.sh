@@ -115,10 +115,12 @@ if [ "${BENCH_PGBENCH:-1}" != 0 ]; then
 echo "bench: pgbench ceilings ($clients clients, ${secs}s each) ..." >&2
 # Enough fresh games that no pgbench client runs out of joins.
 psql -q "$DATABASE_URL" -v games=$((clients * 6000)) -v listed=40 -f "$root/bench/sql/setup.sql" >"$out/pgbench-setup.log" 2>&1
+# Expiry a day away: with the service's 60 s, its reaper would expire pgbench's tens of
+# thousands of games in the middle of the loadgen run (it did, in an early run).
 pgbench_tps() {
   local script=$1
   shift
-  pgbench -n -M prepared -c "$clients" -j 2 -T "$secs" -D k=0 -D nclients="$clients" -D expiry=60 "$@" \
+  pgbench -n -M prepared -c "$clients" -j 2 -T "$secs" -D k=0 -D nclients="$clients" -D expiry=86400 "$@" \
     -f "$root/bench/sql/$script.sql" "$DATABASE_URL" >"$out/pgbench-$script.log" 2>&1
   sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$out/pgbench-$script.log"
 }
@@ -154,6 +156,7 @@ cat "$out/bench.txt"
 if [ -n "$perf_pid" ]; then
   kill -INT "$perf_pid"
   wait "$perf_pid" || true
+  set +o pipefail # `head` closes the pipes early
   {
     echo
     echo "perf: share of CPU samples by process during the loadgen run"
@@ -165,10 +168,12 @@ if [ -n "$perf_pid" ]; then
           s[k]++ }
         END { for (k in s) printf "  %-16s %5.1f %%\n", k, 100 * s[k] / n }' | sort -k2 -nr
     echo
-    echo "perf: the service's hottest functions (self time)"
-    perf report -i "$out/perf.data" --no-children --pid "$mm_pid" --sort dso,symbol --stdio -g none 2>/dev/null |
-      grep -v '^#' | grep -v '^$' | head -n 40
+    echo "perf: the service's hottest functions (share of the service's own samples)"
+    perf report -i "$out/perf.data" --no-children --pid "$mm_pid" --percentage relative \
+      --sort dso,symbol --stdio -g none 2>/dev/null |
+      grep -v '^#' | grep -v '^$' | head -n 30 | sed -e 's/[[:space:]]*-[[:space:]]*-[[:space:]]*$//' -e 's/[[:space:]]\{2,\}/  /g' | cut -c1-160
   } | tee "$out/perf.txt"
+  set -o pipefail
 fi
 
 rss_kb=$(sed -n 's/^VmRSS:[[:space:]]*\([0-9]*\) kB/\1/p' "/proc/$mm_pid/status")

@@ -1,7 +1,7 @@
 -- The database's work of one create (src/lobby.rs create_game): the one statement of
 -- src/store/games.rs insert (the game and its creator's seat). New games go to product
 -- pgbench_new, which nothing lists.
--- Variables: -D k=0 -D product=pgbench_new -D expiry=60
+-- Variables: -D k=0 -D product=pgbench_new -D expiry=<seconds>
 \set k :k + 1
 with g as (
     insert into games (game_id, product_id, creator_id, creator_name, num_players,

@@ -3,7 +3,7 @@
 -- hold_seat (the seat becomes held; the game as it is then). The game-server call between them
 -- is not the database's work. Each transaction joins a game of its own (setup.sql: product
 -- pgbench, one free seat each).
--- Variables: -D nclients=<clients> -D k=0 -D product=pgbench -D expiry=60
+-- Variables: -D nclients=<clients> -D k=0 -D product=pgbench -D expiry=<seconds>
 \set k :k + 1
 \set g :client_id + 1 + (:k - 1) * :nclients
 with found as (

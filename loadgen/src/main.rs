@@ -456,13 +456,16 @@ impl Ctx {
     }
 
     /// One open-games page: the game ids on it, on 200.
-    async fn list(&self, product: &str, page: usize) -> (Status, Option<Vec<String>>) {
-        let request = self.http.get(format!(
+    fn list_request(&self, product: &str, page: usize) -> reqwest::RequestBuilder {
+        self.http.get(format!(
             "{}/game_lobby/{product}/open_games?count={}&page={page}",
             self.base(),
             self.cli.page_size
-        ));
-        let (status, body) = self.send(request).await;
+        ))
+    }
+
+    async fn list(&self, product: &str, page: usize) -> (Status, Option<Vec<String>>) {
+        let (status, body) = self.send(self.list_request(product, page)).await;
         let ids = (status == "200")
             .then(|| serde_json::from_slice::<Vec<Value>>(&body).ok())
             .flatten()
@@ -893,10 +896,16 @@ async fn listed(ctx: &Ctx, product: &str, game_id: &str) -> bool {
 async fn scenario_list(ctx: &Arc<Ctx>) -> Result<Report, String> {
     ctx.ensure_listed().await?;
     let (recs, secs) = closed_loop(ctx, ctx.cli.clients, |ctx, _, _| async move {
-        let (status, ids, took) = timed(ctx.list(&ctx.cli.product, 0)).await;
-        let status = match ids {
-            Some(ids) if ids.len() < ctx.cli.page_size => format!("{status}-short"),
-            _ => status,
+        let started = Instant::now();
+        let (status, body) = ctx.send(ctx.list_request(&ctx.cli.product, 0)).await;
+        let took = started.elapsed();
+        // Count the games without parsing the page: this process shares the CPUs with the
+        // service, and every microsecond spent here is one the service does not get.
+        let games = body.windows(10).filter(|w| w == b"\"game_id\":").count();
+        let status = if status == "200" && games < ctx.cli.page_size {
+            format!("{status}-short")
+        } else {
+            status
         };
         Some(Sample {
             kind: "list",

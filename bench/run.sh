@@ -186,6 +186,14 @@ verdict() { if [ "$1" -le "$2" ]; then echo yes; else echo NO; fi; }
   printf '%-24s %6s ms  %-10s %s\n' "start-up to ready" "$startup_ms" "<= 1000 ms" "$(verdict "$startup_ms" 1000)"
   printf '%-24s %6s MB  %-10s %s\n' "resident memory at end" "$rss_mb" "<= 60 MB" "$(verdict "$rss_mb" 60)"
   printf '%-24s %6s MB\n' "peak resident memory" "$((hwm_kb / 1024))"
+  if [ ${#ceilings[@]} -gt 0 ]; then
+    echo
+    echo "ceilings (pgbench, $clients clients, same server and durability; its own mean latency):"
+    for script in join create list; do
+      printf '  %-7s %10s tps  %8s ms\n' "$script" "$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$out/pgbench-$script.log")" \
+        "$(sed -n 's/^latency average = \([0-9.]*\) ms/\1/p' "$out/pgbench-$script.log")"
+    done
+  fi
   echo
   echo "machine: $(nproc) cores, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1); $(psql -Atc 'show server_version' "$DATABASE_URL" | head -n 1) (fsync $(psql -Atc 'show fsync' "$DATABASE_URL"), synchronous_commit $(psql -Atc 'show synchronous_commit' "$DATABASE_URL"))"
   echo "run: $(date -u '+%Y-%m-%d %H:%M UTC'), $((($(date +%s) - ${BENCH_STARTED:-$(date +%s)}))) s wall including the build; results in $out"

@@ -82,6 +82,9 @@ struct Cli {
     /// Rounds of `contention`, each on a fresh game.
     #[arg(long, default_value_t = 5)]
     contention_rounds: usize,
+    /// Milliseconds between two looks at the lobby in `open` (each look is a page request).
+    #[arg(long, default_value_t = 5)]
+    poll_ms: u64,
     /// Games per open-games page (`count`).
     #[arg(long, default_value_t = 25)]
     page_size: usize,
@@ -863,7 +866,7 @@ async fn scenario_open(ctx: &Arc<Ctx>) -> Result<Report, String> {
             if listed(&ctx, &product, &id).await {
                 break "listed".to_string();
             }
-            tokio::time::sleep(Duration::from_millis(1)).await;
+            tokio::time::sleep(Duration::from_millis(ctx.cli.poll_ms)).await;
         };
         let took = started.elapsed();
         let _ = ctx.append(&product, &[StreamEvent::GameRemoved(&id)]).await;

@@ -6,7 +6,7 @@ export SQLX_OFFLINE ?= true
 DEV_SECRET ?= dev-secret-change-me
 CARGO ?= cargo
 
-.PHONY: run test lint prepare migrate build clean-services api-fuzz
+.PHONY: run test lint prepare migrate build bench clean-services api-fuzz
 
 build:
 	$(CARGO) build --bins
@@ -28,8 +28,13 @@ api-fuzz: build
 	@scripts/with-services.sh -- scripts/schemathesis.sh
 
 lint:
-	$(CARGO) fmt --check
-	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+## Load test against the database's own ceiling (pgbench with the service's SQL); see
+## docs/performance.md. Builds --release; starts throwaway servers unless DATABASE_URL/REDIS_URL.
+bench:
+	@bench/run.sh
 
 ## Regenerate .sqlx/ (sqlx's offline query data); needs sqlx-cli 0.8.
 prepare:

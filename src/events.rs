@@ -166,6 +166,34 @@ pub async fn apply(
     Ok(outcome)
 }
 
+/// Applies state changes of distinct games in one statement, with the outcome each would have
+/// had from [`apply`] one at a time (no game appears twice, so their order does not matter).
+/// The stream intake uses it for runs of `state_change` entries: one round trip for up to a
+/// batch of them instead of two per entry.
+pub async fn apply_state_changes(
+    conn: &mut PgConnection,
+    changes: &[(&str, Uuid, GameState)],
+    expiry: &Expiry,
+) -> sqlx::Result<Vec<Outcome>> {
+    let products: Vec<String> = changes.iter().map(|c| c.0.to_string()).collect();
+    let ids: Vec<Uuid> = changes.iter().map(|c| c.1).collect();
+    let states: Vec<String> = changes.iter().map(|c| c.2.as_str().to_string()).collect();
+    let secs: Vec<f64> = changes.iter().map(|c| expiry.secs(c.2)).collect();
+    let results = store::set_states(conn, &products, &ids, &states, &secs).await?;
+    Ok(changes
+        .iter()
+        .zip(results)
+        .map(|((_, game_id, new_state), r)| match r.before {
+            None => Outcome::UnknownGame,
+            Some(_) if r.applied => Outcome::Applied,
+            Some(state) => {
+                tracing::info!(%game_id, from = %state, to = %new_state, "state change out of order, ignored");
+                Outcome::InvalidTransition
+            }
+        })
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

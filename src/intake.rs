@@ -5,7 +5,7 @@
 //! same connection. If the process dies, the connection closes, the lock is released, and a
 //! standby process takes over from the last committed cursor.
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::HashSet, sync::Arc, time::Duration};
 
 use redis::{
     AsyncCommands,
@@ -14,11 +14,13 @@ use redis::{
 };
 use sqlx::{Connection, PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
 use crate::{
     config::Settings,
     events::{self, Event, Outcome, RawEvent},
     metrics::{EventLabels, Metrics, StreamLabels},
+    model::GameState,
     store,
 };
 
@@ -173,17 +175,32 @@ async fn apply_batch(
     last_id: &str,
 ) -> sqlx::Result<Vec<Outcome>> {
     let mut tx = conn.begin().await?;
+    let parsed: Vec<Result<Event, String>> =
+        entries.iter().map(|(_, raw)| Event::parse(raw)).collect();
     let mut outcomes = Vec::with_capacity(entries.len());
-    for (id, raw) in entries {
-        let outcome = match Event::parse(raw) {
-            Ok(event) => events::apply(&mut tx, &event, &settings.expiry).await?,
-            Err(problem) => {
-                tracing::warn!(entry = %id, %problem, "malformed stream entry skipped");
-                Outcome::Malformed
-            }
+    let mut next = 0;
+    while next < entries.len() {
+        // A run of state changes of distinct games takes one statement (the common case: a
+        // game server reporting creators connecting); anything else goes one at a time.
+        let run = state_change_run(&parsed[next..]);
+        let done: Vec<Outcome> = if run.len() > 1 {
+            events::apply_state_changes(&mut tx, &run, &settings.expiry).await?
+        } else {
+            let outcome = match &parsed[next] {
+                Ok(event) => events::apply(&mut tx, event, &settings.expiry).await?,
+                Err(problem) => {
+                    let id = &entries[next].0;
+                    tracing::warn!(entry = %id, %problem, "malformed stream entry skipped");
+                    Outcome::Malformed
+                }
+            };
+            vec![outcome]
         };
-        tracing::debug!(entry = %id, outcome = outcome.as_str(), "stream entry");
-        outcomes.push(outcome);
+        for ((id, _), outcome) in entries[next..].iter().zip(&done) {
+            tracing::debug!(entry = %id, outcome = outcome.as_str(), "stream entry");
+        }
+        next += done.len();
+        outcomes.extend(done);
     }
     store::cursor::set(&mut tx, key, last_id).await?;
     tx.commit().await?;
@@ -204,6 +221,24 @@ fn set_lag(metrics: &Metrics, key: &str, behind_at: Option<&str>) {
             stream: key.to_string(),
         })
         .set(lag);
+}
+
+/// The leading `state_change` events of `parsed` up to the first that is not one or that names
+/// a game already in the run.
+fn state_change_run(parsed: &[Result<Event, String>]) -> Vec<(&str, Uuid, GameState)> {
+    let mut seen = HashSet::new();
+    let mut run = Vec::new();
+    for event in parsed {
+        match event {
+            Ok(Event::StateChange {
+                product_id,
+                game_id,
+                new_state,
+            }) if seen.insert(*game_id) => run.push((product_id.as_str(), *game_id, *new_state)),
+            _ => break,
+        }
+    }
+    run
 }
 
 /// Counts entries once their transaction committed.

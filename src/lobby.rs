@@ -276,10 +276,7 @@ pub async fn join_game(
         });
     }
 
-    if !store::hold_seat(&state.db, game_id, &player.user_id).await? {
-        return Err(ApiError::bad_request(GONE));
-    }
-    let game = store::fetch(&state.db, game_id, &product.product_id)
+    let game = store::hold_seat(&state.db, game_id, &product.product_id, &player.user_id)
         .await?
         .ok_or_else(|| ApiError::bad_request(GONE))?;
     Ok(game.full(&product.game_server_url, Some(&product.game_socket_url)))
@@ -302,7 +299,7 @@ pub(crate) async fn release(
     tx.commit().await
 }
 
-/// Step 1 of a join: one short transaction that never waits on another join's row lock.
+/// Step 1 of a join: one statement that never waits on another join's row lock.
 /// `None` means the game does not exist.
 async fn reserve(
     state: &AppState,
@@ -312,18 +309,24 @@ async fn reserve(
     expiry_secs: f64,
 ) -> ApiResult<Option<Reservation>> {
     for attempt in 0..LOCK_ATTEMPTS {
-        let mut tx = state.db.begin().await?;
-        let Some(target) =
-            store::lock_for_join(&mut tx, game_id, &product.product_id, &player.user_id).await?
-        else {
-            tx.rollback().await?;
-            if !store::exists(&state.db, game_id, &product.product_id).await? {
-                return Ok(None);
+        let target = match store::lock_and_reserve(
+            &state.db,
+            game_id,
+            &product.product_id,
+            &player.user_id,
+            &player.username,
+            expiry_secs,
+        )
+        .await
+        {
+            Ok(Some(target)) => target,
+            Ok(None) => return Ok(None),
+            // A join committed between the statement's snapshot and its lock: look again.
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                pause(attempt).await;
+                continue;
             }
-            // Another join holds the row for a millisecond or two: look again shortly.
-            let pause = 2u64 << attempt;
-            tokio::time::sleep(Duration::from_millis(pause + rand::random::<u64>() % pause)).await;
-            continue;
+            Err(e) => return Err(e.into()),
         };
         match target.my_seat {
             Some(SeatStatus::Held) => return Ok(Some(Reservation::AlreadySeated)),
@@ -343,23 +346,25 @@ async fn reserve(
         if target.seats_taken >= target.num_players {
             return Err(full());
         }
-        let seat = store::reserve_seat(
-            &mut tx,
-            game_id,
-            &player.user_id,
-            &player.username,
-            expiry_secs,
-        )
-        .await?;
-        if seat.is_none() {
+        if !target.locked {
+            // Another join holds the row for a millisecond or two: look again shortly.
+            pause(attempt).await;
+            continue;
+        }
+        if target.reserved.is_none() {
             return Err(full());
         }
-        tx.commit().await?;
         return Ok(Some(Reservation::Reserved));
     }
     Err(ApiError::conflict(
         "Game Lobby: Unable to join game - other players are joining it right now. Try again.",
     ))
+}
+
+/// The pause before a join looks again at a game another join holds: 2, 4, 8... ms, jittered.
+async fn pause(attempt: u32) {
+    let pause = 2u64 << attempt;
+    tokio::time::sleep(Duration::from_millis(pause + rand::random::<u64>() % pause)).await;
 }
 
 pub(crate) fn full() -> ApiError {

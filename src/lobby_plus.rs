@@ -303,18 +303,19 @@ pub async fn quick_match(
                     .await;
                 match answer {
                     Ok(_) => {
-                        if store::hold_seat(&state.db, game_id, &player.user_id).await? {
-                            if let Some(game) =
-                                store::fetch(&state.db, game_id, &product.product_id).await?
-                            {
-                                return Ok(QuickMatch {
-                                    game: game.full(
-                                        &product.game_server_url,
-                                        Some(&product.game_socket_url),
-                                    ),
-                                    outcome: QuickMatchOutcome::Joined,
-                                });
-                            }
+                        if let Some(game) = store::hold_seat(
+                            &state.db,
+                            game_id,
+                            &product.product_id,
+                            &player.user_id,
+                        )
+                        .await?
+                        {
+                            return Ok(QuickMatch {
+                                game: game
+                                    .full(&product.game_server_url, Some(&product.game_socket_url)),
+                                outcome: QuickMatchOutcome::Joined,
+                            });
                         }
                         // The game vanished while the game server was asked: look again.
                     }

@@ -12,7 +12,12 @@
 //!   the host the whole game goes, `game_removed`, as the real server does when its socket closes);
 //! - `POST /control/{game_id}/finish`: the game is over and dropped (`game_removed`);
 //! - `GET /control/games`: every game this server holds, as JSON;
-//! - `GET /healthz`: the process is up.
+//! - `GET /healthz`: the process is up;
+//! - `GET /stats`: calls answered, time spent answering them and the process's CPU time, so a
+//!   load test can tell the game server's share of the work from the matchmaker's.
+//!
+//! With `--fast` it is a stand-in for load tests: it answers every call at once, keeps no games
+//! and reports nothing (the load generator plays the players and reports through the stream).
 
 use std::{
     collections::HashMap,
@@ -77,6 +82,83 @@ struct Cli {
     /// Milliseconds after a create or join before the simulated player connects.
     #[arg(long, env = "DEMO_CONNECT_DELAY_MS", default_value_t = 500)]
     connect_delay_ms: u64,
+    /// Load-test mode: answer every call at once, keep no games, report no events.
+    #[arg(long, env = "DEMO_FAST")]
+    fast: bool,
+}
+
+/// What `/stats` reports: the game-server calls answered and the time spent on them.
+#[derive(Default)]
+struct Stats {
+    calls: AtomicU64,
+    busy_ns: AtomicU64,
+}
+
+/// Counts and times the four game-server calls.
+async fn count_call(
+    State(stats): State<Arc<Stats>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let is_call = matches!(
+        request.uri().path(),
+        "/create_game" | "/join_game" | "/remove_game" | "/remove_player"
+    );
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    if is_call {
+        let ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        stats.calls.fetch_add(1, Ordering::Relaxed);
+        stats.busy_ns.fetch_add(ns, Ordering::Relaxed);
+    }
+    response
+}
+
+async fn stats_route(State(stats): State<Arc<Stats>>) -> Json<Value> {
+    Json(json!({
+        "calls": stats.calls.load(Ordering::Relaxed),
+        "busy_us": stats.busy_ns.load(Ordering::Relaxed) / 1000,
+        "cpu_secs": own_cpu_secs(),
+    }))
+}
+
+/// This process's user + system CPU time in seconds (Linux; `null` elsewhere).
+fn own_cpu_secs() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let fields: Vec<&str> = stat[stat.rfind(')')? + 2..].split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0) // USER_HZ
+}
+
+/// `--fast`: create and join answer a fresh token, removals answer as for a known game.
+async fn fast_seat(body: Bytes) -> Answer {
+    seat_call(&body)?;
+    Ok(Json(
+        json!({ "gameToken": uuid::Uuid::new_v4().simple().to_string() }),
+    ))
+}
+
+async fn fast_remove_game(body: Bytes) -> Answer {
+    text(&object(&body)?, "gameId")?;
+    Ok(Json(json!({ "gameRemoved": true })))
+}
+
+async fn fast_remove_player(body: Bytes) -> Answer {
+    let body = object(&body)?;
+    let (game_id, user_id) = (text(&body, "gameId")?, text(&body, "userId")?);
+    Ok(Json(
+        json!({ "playerRemoved": true, "gameId": game_id, "userId": user_id }),
+    ))
+}
+
+fn fast_router() -> Router {
+    Router::new()
+        .route("/create_game", post(fast_seat))
+        .route("/join_game", post(fast_seat))
+        .route("/remove_game", post(fast_remove_game))
+        .route("/remove_player", post(fast_remove_player))
+        .route("/healthz", get(healthz))
+        .fallback(no_route)
 }
 
 struct Player {
@@ -593,9 +675,19 @@ async fn main() -> ExitCode {
         product_id = %cli.product_id,
         events = %url,
         connect_delay_ms = cli.connect_delay_ms,
+        fast = cli.fast,
         "demo game server listening"
     );
-    match axum::serve(listener, router(state))
+    let stats = Arc::new(Stats::default());
+    let app = if cli.fast {
+        fast_router()
+    } else {
+        router(state)
+    };
+    let app = app
+        .route("/stats", get(stats_route).with_state(stats.clone()))
+        .layer(axum::middleware::from_fn_with_state(stats, count_call));
+    match axum::serve(listener, app)
         .with_graceful_shutdown(matchmaker::app::shutdown_signal())
         .await
     {

@@ -17,14 +17,19 @@ pub enum SeatStatus {
     Held,
 }
 
-/// What a joiner needs to know about a game it has locked.
+/// What a join found in a game, and the seat it reserved there.
 #[derive(Debug)]
 pub struct JoinTarget {
     pub state: GameState,
     pub num_players: i32,
     pub seats_taken: i32,
-    /// The joiner's own seat in this game, if it has one.
+    /// The joiner's own seat in this game, if it had one.
     pub my_seat: Option<SeatStatus>,
+    /// Whether this join holds the game's row lock. False when the game could not take the
+    /// joiner anyway (nothing locked), or when another transaction holds it.
+    pub locked: bool,
+    /// The seat reserved now.
+    pub reserved: Option<i32>,
 }
 
 #[derive(Clone, Copy)]
@@ -135,46 +140,73 @@ pub async fn open_page(
     .await
 }
 
-/// Locks a game for a join without waiting: `None` when it does not exist *or* another
-/// transaction holds it (tell them apart with [`exists`]).
-pub async fn lock_for_join(
-    conn: &mut PgConnection,
+/// Step 1 of a join in one statement. Reads the game; if the joiner may take a seat, locks it
+/// without waiting and reserves the lowest free seat (restarting the game's clock). When the
+/// lock is taken, the fields are those of the locked row; otherwise they are as read, and a
+/// game that could take the joiner but is not `locked` is held by another transaction. `None`
+/// when the game does not exist for this product.
+///
+/// Nothing is locked (so nothing waits for a commit to reach the disk) when the game is full,
+/// in the wrong state or already seats the joiner: the common answer to a crowd. A unique
+/// violation means that a join committed between this statement's snapshot and its lock (the
+/// seat or the player it would insert is taken by then): look again.
+pub async fn lock_and_reserve(
+    db: impl PgExecutor<'_>,
     game_id: Uuid,
     product_id: &str,
     player_id: &str,
+    username: &str,
+    expires_in_secs: f64,
 ) -> sqlx::Result<Option<JoinTarget>> {
     sqlx::query_as!(
         JoinTarget,
         r#"
-        select g.state as "state: GameState", g.num_players, g.seats_taken,
-               (select p.status from game_players p
-                where p.game_id = g.game_id and p.player_id = $3) as "my_seat: SeatStatus"
-        from games g
-        where g.game_id = $1 and g.product_id = $2
-        for update of g skip locked
+        with found as (
+            select g.state, g.num_players, g.seats_taken,
+                   (select p.status from game_players p
+                    where p.game_id = $1 and p.player_id = $3) as my_seat
+            from games g
+            where g.game_id = $1 and g.product_id = $2
+        ), target as (
+            select g.state, g.num_players, g.seats_taken
+            from games g
+            where g.game_id = $1
+              and exists (select 1 from found f
+                          where f.my_seat is null and f.state = 'creator_joined'
+                            and f.seats_taken < f.num_players)
+            for update of g skip locked
+        ), seat as (
+            insert into game_players (game_id, num_players, player_id, username, seat, status)
+            select $1, t.num_players, $3, $4, s.n, 'reserved'
+            from target t, generate_series(0, t.num_players - 1) as s(n)
+            where t.state = 'creator_joined' and t.seats_taken < t.num_players
+              and not exists (select 1 from game_players p where p.game_id = $1 and p.seat = s.n)
+            order by s.n
+            limit 1
+            returning seat
+        ), touch as (
+            update games set updated_at = now(), expires_at = now() + make_interval(secs => $5)
+            where game_id = $1 and exists (select 1 from seat)
+        )
+        select coalesce(t.state, f.state) as "state!: GameState",
+               coalesce(t.num_players, f.num_players) as "num_players!",
+               coalesce(t.seats_taken, f.seats_taken) as "seats_taken!",
+               f.my_seat as "my_seat: SeatStatus",
+               t.state is not null as "locked!",
+               (select seat from seat) as reserved
+        from found f left join target t on true
         "#,
         game_id,
         product_id,
-        player_id
+        player_id,
+        username,
+        expires_in_secs
     )
-    .fetch_optional(conn)
+    .fetch_optional(db)
     .await
 }
 
-pub async fn exists(
-    db: impl PgExecutor<'_>,
-    game_id: Uuid,
-    product_id: &str,
-) -> sqlx::Result<bool> {
-    sqlx::query_scalar!(
-        r#"select exists(select 1 from games where game_id = $1 and product_id = $2) as "exists!""#,
-        game_id,
-        product_id
-    )
-    .fetch_one(db)
-    .await
-}
-
+/// Turns a reservation into a held seat and answers the game as it is then, in one statement;
 /// Reserves the lowest free seat; call with the game locked. `None` when every seat is taken.
 pub async fn reserve_seat(
     conn: &mut PgConnection,
@@ -209,29 +241,42 @@ pub async fn reserve_seat(
     .await
 }
 
-/// Turns a reservation into a held seat; false when the reservation is gone.
+/// `None` when the reservation is gone (or the game is not `product_id`'s).
 pub async fn hold_seat(
     db: impl PgExecutor<'_>,
     game_id: Uuid,
+    product_id: &str,
     player_id: &str,
-) -> sqlx::Result<bool> {
-    let held = sqlx::query_scalar!(
+) -> sqlx::Result<Option<Game>> {
+    // The statement's own changes are invisible to its final select: `updated_at` comes from
+    // `touched`, and the joiner's row (still `reserved` to the select) counts as held.
+    sqlx::query_as!(
+        Game,
         r#"
         with held as (
             update game_players set status = 'held'
-            where game_id = $1 and player_id = $2 and status = 'reserved'
+            where game_id = $1 and player_id = $3 and status = 'reserved'
             returning game_id
+        ), touched as (
+            update games set updated_at = now()
+            where game_id in (select game_id from held)
+            returning game_id, updated_at
         )
-        update games set updated_at = now()
-        where game_id in (select game_id from held)
-        returning game_id
+        select g.game_id, g.product_id, g.creator_id, g.creator_name, g.num_players,
+               g.seats_taken, g.settings, g.token, g.state as "state: GameState",
+               t.updated_at as "updated_at!", g.lobby_at, g.join_code,
+               array(select p.player_id from game_players p
+                     where p.game_id = g.game_id and (p.status = 'held' or p.player_id = $3)
+                     order by p.joined_at, p.seat) as "players!"
+        from games g join touched t on t.game_id = g.game_id
+        where g.game_id = $1 and g.product_id = $2
         "#,
         game_id,
+        product_id,
         player_id
     )
     .fetch_optional(db)
-    .await?;
-    Ok(held.is_some())
+    .await
 }
 
 /// Gives a reserved seat back (the game server refused the join).
@@ -304,6 +349,60 @@ pub async fn set_state(
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// What [`set_states`] did to one game: its state before (`None`: no such game for that product)
+/// and whether it moved.
+#[derive(Debug)]
+pub struct StateChangeResult {
+    pub before: Option<GameState>,
+    pub applied: bool,
+}
+
+/// Moves each game `ids[i]` of `products[i]` to `states[i]` if that is the state after its
+/// current one, as [`lock_for_event`] + [`set_state`] would one game at a time, in one
+/// statement. The games must be distinct. Results come in the order of the input.
+pub async fn set_states(
+    conn: &mut PgConnection,
+    products: &[String],
+    ids: &[Uuid],
+    states: &[String],
+    expires_in_secs: &[f64],
+) -> sqlx::Result<Vec<StateChangeResult>> {
+    sqlx::query_as!(
+        StateChangeResult,
+        r#"
+        with input as (
+            select * from unnest($1::text[], $2::uuid[], $3::text[], $4::float8[])
+                with ordinality as i(product_id, game_id, new_state, expiry_secs, ord)
+        ), locked as (
+            select g.game_id, g.product_id, g.state
+            from games g join input i on g.game_id = i.game_id and g.product_id = i.product_id
+            for update of g
+        ), changed as (
+            update games g
+            set state = i.new_state::game_state, state_changed_at = now(), updated_at = now(),
+                expires_at = now() + make_interval(secs => i.expiry_secs),
+                lobby_at = case when i.new_state::game_state = 'creator_joined'::game_state
+                                then coalesce(g.lobby_at, now()) else g.lobby_at end
+            from input i join locked l on l.game_id = i.game_id and l.product_id = i.product_id
+            where g.game_id = i.game_id
+              and array_position(enum_range(null::game_state), i.new_state::game_state)
+                  = array_position(enum_range(null::game_state), l.state) + 1
+            returning g.game_id
+        )
+        select l.state as "before?: GameState",
+               exists(select 1 from changed c where c.game_id = i.game_id) as "applied!"
+        from input i left join locked l on l.game_id = i.game_id and l.product_id = i.product_id
+        order by i.ord
+        "#,
+        products,
+        ids,
+        states,
+        expires_in_secs
+    )
+    .fetch_all(conn)
+    .await
 }
 
 /// Frees a player's seat (reserved or held); false when the player had none.

@@ -6,7 +6,7 @@ export SQLX_OFFLINE ?= true
 DEV_SECRET ?= dev-secret-change-me
 CARGO ?= cargo
 
-.PHONY: run test lint prepare migrate build bench clean-services api-fuzz
+.PHONY: run test lint prepare migrate build bench clean-services api-fuzz chaos
 
 build:
 	$(CARGO) build --bins
@@ -22,6 +22,10 @@ test:
 	else \
 	  scripts/with-services.sh --redis -- $(CARGO) test --no-fail-fast; \
 	fi
+
+## The fault suite's long variant: 30 kill -9 rounds, then the Postgres and Redis outages.
+chaos:
+	@CRASH_ROUNDS=$${CRASH_ROUNDS:-30} scripts/with-services.sh --redis -- $(CARGO) nextest run crash --no-capture
 
 ## schemathesis (PyPI) against every documented operation, valid and forged tokens, fixed seed.
 api-fuzz: build

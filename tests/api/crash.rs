@@ -1,6 +1,7 @@
 //! Whole processes under faults: `kill -9` of matchmaker processes in the middle of creates and
-//! joins (two processes on one database), and a Postgres restart under load. Afterwards the
-//! promises are checked in the database, against the game server's record and through the API.
+//! joins (three processes on one database), a Postgres restart under load, and a Redis outage.
+//! Afterwards the promises are checked in the database, against the game server's record and
+//! through the API. `make chaos` runs the long variant (`CRASH_ROUNDS`, default 3).
 
 use std::{
     collections::{HashMap, HashSet},
@@ -154,35 +155,39 @@ async fn act(http: reqwest::Client, base: String, answers: Arc<Mutex<Answers>>, 
 }
 
 #[sqlx::test(migrator = "matchmaker::app::MIGRATOR")]
-async fn kill_9_during_creates_and_joins_breaks_no_promise(db: PgPool) {
+async fn kill_9_during_creates_and_joins_on_three_processes_breaks_no_promise(db: PgPool) {
     let stub = GameServerStub::start().await;
     // slow enough that kills land between reservation and confirmation
     stub.set("create_game", Behaviour::Delay(Duration::from_millis(30)));
     stub.set("join_game", Behaviour::Delay(Duration::from_millis(30)));
     let config = config_file(&stub, "");
     let url = url_of(&db);
-    let (port_a, port_b) = (free_port(), free_port());
+    let (port_a, port_b, port_c) = (free_port(), free_port(), free_port());
     let mut a = Proc::start(&url, &config, port_a).await;
     let b = Proc::start(&url, &config, port_b).await;
+    let c = Proc::start(&url, &config, port_c).await;
     let http = reqwest::Client::new();
     let answers = Arc::new(Mutex::new(Answers::default()));
 
-    let rounds = 3;
+    let rounds: u64 = std::env::var("CRASH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(3);
     let mut i = 0;
     for round in 0..rounds {
         let mut load = tokio::task::JoinSet::new();
         for _ in 0..60 {
-            let base = if i % 2 == 0 { &a.base } else { &b.base };
+            let base = [&a.base, &b.base, &c.base][i % 3];
             load.spawn(act(http.clone(), base.clone(), answers.clone(), i));
             i += 1;
         }
         // kill at a different point of each round
-        tokio::time::sleep(Duration::from_millis(20 + 40 * round)).await;
+        tokio::time::sleep(Duration::from_millis(20 + 40 * (round % 4))).await;
         a.kill9();
         while load.join_next().await.is_some() {}
         a = Proc::start(&url, &config, port_a).await;
     }
-    drop(b);
+    drop((b, c));
 
     // quiet: reservations and intents of the dead are cleaned up, every owed call made
     eventually(
@@ -467,4 +472,168 @@ async fn postgres_restart_gives_503_then_recovers_without_a_restart() {
         .unwrap();
     assert_eq!(ready.status(), 200);
     let _ = std::fs::remove_file(config);
+}
+
+/// A Redis server of the test's own (append-only file on, so a restart keeps the stream).
+struct Redis {
+    child: Option<Child>,
+    dir: std::path::PathBuf,
+    port: u16,
+}
+
+impl Redis {
+    fn start(dir: std::path::PathBuf, port: u16) -> Option<Self> {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+            ])
+            .args(["--appendonly", "yes", "--appendfsync", "always"])
+            .arg("--dir")
+            .arg(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        Some(Self {
+            child: Some(child),
+            dir,
+            port,
+        })
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    async fn append(&self, fields: &[(&str, &str)]) {
+        use redis::AsyncCommands;
+        let client = redis::Client::open(self.url()).unwrap();
+        let mut conn = None;
+        for _ in 0..100 {
+            if let Ok(c) = client.get_multiplexed_async_connection().await {
+                conn = Some(c);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let mut conn = conn.expect("redis is up");
+        let _: String = conn.xadd("game_event_stream", "*", fields).await.unwrap();
+    }
+
+    fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill9();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[sqlx::test(migrator = "matchmaker::app::MIGRATOR")]
+async fn redis_down_pauses_the_stream_but_not_the_lobby_and_intake_resumes_where_it_left_off(
+    db: PgPool,
+) {
+    let dir = std::env::temp_dir().join(format!("mm-redis-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = free_port();
+    let Some(mut redis) = Redis::start(dir.clone(), port) else {
+        eprintln!("skipped: redis-server is not installed");
+        return;
+    };
+    let stub = GameServerStub::start().await;
+    let extra = format!("event_stream_url = \"{}\"", redis.url());
+    let app = crate::helpers::spawn_with(
+        db.clone(),
+        stub.clone(),
+        crate::helpers::settings(&stub, &extra),
+    )
+    .await;
+
+    // through the stream: the game opens, bob joins, then bob's disconnect frees his seat
+    let g1 = app.create("quad", "alice").await["game_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    redis
+        .append(&[
+            ("type", "state_change"),
+            ("product_id", "quad"),
+            ("game_id", &g1),
+            ("new_state", "creator_joined"),
+        ])
+        .await;
+    eventually("the game is listed", || async {
+        app.open_ids("quad", "").await.contains(&g1)
+    })
+    .await;
+    assert_eq!(app.join("quad", &g1, "bob").await.status(), 200);
+    redis
+        .append(&[
+            ("type", "player_disconnect"),
+            ("product_id", "quad"),
+            ("game_id", &g1),
+            ("player_id", "bob"),
+        ])
+        .await;
+    let seats = |game: String| {
+        let db = db.clone();
+        async move {
+            let id = uuid::Uuid::parse_str(&game).unwrap();
+            sqlx::query_scalar!("select count(*) from game_players where game_id = $1", id)
+                .fetch_one(&db)
+                .await
+                .unwrap()
+                .unwrap_or(0)
+        }
+    };
+    eventually("bob's disconnect is applied", || async {
+        seats(g1.clone()).await == 1
+    })
+    .await;
+
+    // Redis dies: the lobby keeps working
+    redis.kill9();
+    assert_eq!(
+        app.join("quad", &g1, "bob").await.status(),
+        200,
+        "bob sits again"
+    );
+    let g2 = app.create("quad", "carol").await["game_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(app.get("/game_lobby/quad/open_games").await.status(), 200);
+
+    // Redis is back with its stream: intake resumes after the last entry it applied
+    let mut redis = Redis::start(dir.clone(), port).unwrap();
+    redis
+        .append(&[
+            ("type", "state_change"),
+            ("product_id", "quad"),
+            ("game_id", &g2),
+            ("new_state", "creator_joined"),
+        ])
+        .await;
+    eventually(
+        "the entry appended after the restart is applied",
+        || async { app.open_ids("quad", "").await.contains(&g2) },
+    )
+    .await;
+    assert_eq!(
+        seats(g1.clone()).await,
+        2,
+        "bob's old disconnect is not applied again"
+    );
+    redis.kill9();
 }

@@ -67,6 +67,8 @@ async fn tokens_are_checked_as_the_portal_issues_them(db: PgPool) {
     let ok = sign(good.clone(), SECRET);
     assert_eq!(create_with(&app, &format!("Bearer {ok}")).await.0, 200);
     assert_eq!(create_with(&app, &format!("Token {ok}")).await.0, 200);
+    // extra spaces and a lowercase scheme are tolerated (the token itself decides)
+    assert_eq!(create_with(&app, &format!("  bearer   {ok} ")).await.0, 200);
     // numeric user ids become their decimal text
     let numeric = sign(json!({"user_id": 42, "username": "num"}), SECRET);
     assert_eq!(create_with(&app, &format!("Bearer {numeric}")).await.0, 200);
@@ -146,6 +148,19 @@ async fn tokens_are_checked_as_the_portal_issues_them(db: PgPool) {
     .unwrap();
     refused.push(("HS512", format!("Bearer {hs512}")));
     refused.push(("huge", format!("Bearer {}", "a".repeat(20_000))));
+    // algorithm confusion: a valid HS256 signature under a header claiming RS256 or ES256
+    for alg in ["RS256", "ES256", "HS384"] {
+        let (_, rest) = ok.split_once('.').unwrap();
+        let header = base64_helpers::b64(format!(r#"{{"alg":"{alg}","typ":"JWT"}}"#).as_bytes());
+        refused.push(("header alg swapped", format!("Bearer {header}.{rest}")));
+    }
+    refused.push(("two tokens", format!("Bearer {ok} {ok}")));
+    refused.push(("scheme glued to the token", format!("Bearer{ok}")));
+    refused.push(("token without a scheme", ok.clone()));
+    refused.push((
+        "truncated signature",
+        format!("Bearer {}", &ok[..ok.len() - 3]),
+    ));
 
     for (case, header) in refused {
         assert_eq!(

@@ -146,9 +146,18 @@ async fn seating(app: &TestApp) -> (HashMap<String, i64>, HashMap<uuid::Uuid, (i
     )
 }
 
+/// An app whose game-server calls may take long: hundreds of simultaneous requests share the
+/// test's one thread with the stub game server, and a 500 ms limit would turn a slow CI
+/// machine into 502s.
+async fn spawn_patient(db: PgPool, stub: crate::helpers::GameServerStub) -> TestApp {
+    let mut settings = crate::helpers::settings(&stub, "");
+    settings.game_server_timeout = std::time::Duration::from_secs(10);
+    crate::helpers::spawn_with(db, stub, settings).await
+}
+
 #[sqlx::test(migrator = "matchmaker::app::MIGRATOR")]
 async fn a_thousand_simultaneous_quick_matches_fill_games_seat_by_seat(db: PgPool) {
-    let app = spawn_app(db).await;
+    let app = spawn_patient(db, crate::helpers::GameServerStub::start().await).await;
     const PLAYERS: usize = 1000;
     let users: Vec<String> = (0..PLAYERS).map(|i| format!("q{i}")).collect();
     let answers = join_all(users.iter().map(|u| quick(&app, "quad", u))).await;
@@ -228,9 +237,9 @@ async fn one_player_quick_matching_many_times_at_once_sits_in_one_game(db: PgPoo
 
 #[sqlx::test(migrator = "matchmaker::app::MIGRATOR")]
 async fn quick_matches_on_two_processes_share_the_games(db: PgPool) {
-    let a = spawn_app(db.clone()).await;
-    let b =
-        crate::helpers::spawn_with(db, a.stub.clone(), crate::helpers::settings(&a.stub, "")).await;
+    let stub = crate::helpers::GameServerStub::start().await;
+    let a = spawn_patient(db.clone(), stub.clone()).await;
+    let b = spawn_patient(db, stub).await;
     const PLAYERS: usize = 200;
     let users: Vec<String> = (0..PLAYERS).map(|i| format!("r{i}")).collect();
     let answers = join_all(users.iter().enumerate().map(|(i, u)| {

@@ -13,7 +13,9 @@ use std::{
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
-use crate::helpers::{Behaviour, EVENT_KEY, GameServerStub, SECRET, eventually, token};
+use crate::helpers::{
+    Behaviour, EVENT_KEY, GameServerStub, SECRET, database_url, eventually, free_port, token,
+};
 
 /// A `matchmaker serve` process.
 struct Proc {
@@ -56,25 +58,6 @@ impl Drop for Proc {
     fn drop(&mut self) {
         self.kill9();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn url_of(db: &PgPool) -> String {
-    let o = db.connect_options();
-    format!(
-        "postgres://{}@{}:{}/{}",
-        o.get_username(),
-        o.get_host(),
-        o.get_port(),
-        o.get_database().unwrap_or("postgres")
-    )
 }
 
 fn config_file(stub: &GameServerStub, extra: &str) -> std::path::PathBuf {
@@ -161,7 +144,7 @@ async fn kill_9_during_creates_and_joins_on_three_processes_breaks_no_promise(db
     stub.set("create_game", Behaviour::Delay(Duration::from_millis(30)));
     stub.set("join_game", Behaviour::Delay(Duration::from_millis(30)));
     let config = config_file(&stub, "");
-    let url = url_of(&db);
+    let url = database_url(&db);
     let (port_a, port_b, port_c) = (free_port(), free_port(), free_port());
     let mut a = Proc::start(&url, &config, port_a).await;
     let b = Proc::start(&url, &config, port_b).await;
@@ -323,6 +306,8 @@ struct Cluster {
     bin: std::path::PathBuf,
     dir: std::path::PathBuf,
     port: u16,
+    /// initdb and pg_ctl refuse to run as root: run them as `postgres` then.
+    as_root: bool,
 }
 
 impl Cluster {
@@ -338,13 +323,12 @@ impl Cluster {
             bin,
             dir,
             port: free_port(),
+            as_root: Command::new("id")
+                .arg("-u")
+                .output()
+                .is_ok_and(|o| o.stdout.starts_with(b"0")),
         };
-        let as_root = Command::new("id")
-            .arg("-u")
-            .output()
-            .is_ok_and(|o| o.stdout.starts_with(b"0"));
-        if as_root {
-            // initdb refuses to run as root
+        if cluster.as_root {
             Command::new("chown")
                 .args(["-R", "postgres:postgres"])
                 .arg(&cluster.dir)
@@ -357,12 +341,8 @@ impl Cluster {
     }
 
     fn run(&self, args: &[&str]) {
-        let as_root = Command::new("id")
-            .arg("-u")
-            .output()
-            .is_ok_and(|o| o.stdout.starts_with(b"0"));
         let program = self.bin.join(args[0]);
-        let mut cmd = if as_root {
+        let mut cmd = if self.as_root {
             let mut c = Command::new("runuser");
             c.args(["-u", "postgres", "--"]).arg(&program);
             c

@@ -18,11 +18,7 @@ impl Drop for Demo {
 
 #[sqlx::test(migrator = "matchmaker::app::MIGRATOR")]
 async fn the_demo_game_server_plays_its_players(db: PgPool) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::helpers::free_port();
     let demo_url = format!("http://127.0.0.1:{port}");
     let stub = GameServerStub::start().await;
     let mut settings = settings(&stub, "");

@@ -180,6 +180,26 @@ pub async fn spawn_with(db: PgPool, stub: GameServerStub, settings: Settings) ->
     }
 }
 
+/// A loopback port nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port()
+}
+
+/// The URL of a test's database, for a `matchmaker` process of its own.
+pub fn database_url(db: &PgPool) -> String {
+    let o = db.connect_options();
+    format!(
+        "postgres://{}@{}:{}/{}",
+        o.get_username(),
+        o.get_host(),
+        o.get_port(),
+        o.get_database().unwrap_or("postgres")
+    )
+}
+
 pub fn token(user: &str) -> String {
     mint_token(SECRET, user, &format!("{user}-name"), 3600)
 }

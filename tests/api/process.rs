@@ -7,18 +7,11 @@ use std::{
 
 use sqlx::PgPool;
 
-use crate::helpers::{Behaviour, GameServerStub, eventually, token};
+use crate::helpers::{Behaviour, GameServerStub, database_url, eventually, free_port, token};
 
 #[sqlx::test(migrator = "matchmaker::app::MIGRATOR")]
 async fn sigterm_exits_zero_within_the_shutdown_timeout(db: PgPool) {
-    let opts = db.connect_options();
-    let url = format!(
-        "postgres://{}@{}:{}/{}",
-        opts.get_username(),
-        opts.get_host(),
-        opts.get_port(),
-        opts.get_database().unwrap_or("postgres")
-    );
+    let url = database_url(&db);
     let stub = GameServerStub::start().await;
     stub.set("create_game", Behaviour::Hang);
     let config = std::env::temp_dir().join(format!("mm-{}.toml", uuid::Uuid::new_v4().simple()));
@@ -30,11 +23,7 @@ async fn sigterm_exits_zero_within_the_shutdown_timeout(db: PgPool) {
         ),
     )
     .unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_matchmaker"))
         .arg("serve")
         .env("DATABASE_URL", &url)

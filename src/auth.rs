@@ -1,34 +1,25 @@
-//! Authentication of players (SPEC §6): the portal's HS256 JWT in `Authorization`.
-//!
-//! Extractor order matters: handlers take [`ProductRef`] before [`Player`], so an unknown product
-//! answers 400 before the token is even looked at.
+//! Authentication of players (docs/api.md, "Authentication"): the portal's HS256 JWT, as the
+//! value of an `Authorization` header.
 
-use axum::{
-    extract::{FromRequestParts, RawPathParams},
-    http::{header::AUTHORIZATION, request::Parts},
-};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::sync::Arc;
 
-use crate::{app::AppState, config::Product, error::ApiError};
+pub use crate::domain::Player;
 
-pub const NOT_AUTHORIZED: &str = "Game Lobby: Not authorized.";
-pub const BAD_TOKEN: &str =
-    "Game Lobby: Unable to fetch user profile for user. Relog may be required.";
+/// Why a request carries no player.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthError {
+    /// No `Authorization` header.
+    Missing,
+    /// A header that is not a valid token of ours.
+    Invalid,
+}
 
 /// Longest `Authorization` value looked at; real tokens are a few hundred bytes.
 const MAX_TOKEN_LEN: usize = 8 * 1024;
 /// Longest user id or username accepted from a token.
 const MAX_CLAIM_LEN: usize = 256;
-
-/// The calling player, from a valid token.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Player {
-    pub user_id: String,
-    pub username: String,
-}
 
 /// Verifies tokens with the secret shared with the portal.
 pub struct Authenticator {
@@ -62,9 +53,9 @@ impl Authenticator {
     }
 
     /// Checks an `Authorization` header value: `Bearer <jwt>` or `Token <jwt>`.
-    pub fn verify(&self, header: Option<&[u8]>) -> Result<Player, ApiError> {
-        let header = header.ok_or_else(|| ApiError::unauthorized(NOT_AUTHORIZED))?;
-        let refuse = || ApiError::unauthorized(BAD_TOKEN);
+    pub fn verify(&self, header: Option<&[u8]>) -> Result<Player, AuthError> {
+        let header = header.ok_or(AuthError::Missing)?;
+        let refuse = || AuthError::Invalid;
         if header.len() > MAX_TOKEN_LEN {
             return Err(refuse());
         }
@@ -134,39 +125,6 @@ pub fn mint_token(secret: &str, user_id: &str, username: &str, ttl_secs: u64) ->
     .unwrap_or_default()
 }
 
-impl FromRequestParts<AppState> for Player {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let header = parts.headers.get(AUTHORIZATION).map(|v| v.as_bytes());
-        let player = state.auth.verify(header)?;
-        tracing::Span::current().record("player", player.user_id.as_str());
-        Ok(player)
-    }
-}
-
-/// The product named by the `{product_id}` path segment; 400 when it is not configured.
-pub struct ProductRef(pub Arc<Product>);
-
-impl FromRequestParts<AppState> for ProductRef {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let params = RawPathParams::from_request_parts(parts, state)
-            .await
-            .map_err(|_| ApiError::invalid_product())?;
-        let id = params
-            .iter()
-            .find(|(k, _)| *k == "product_id")
-            .map(|(_, v)| v)
-            .ok_or_else(ApiError::invalid_product)?;
-        state
-            .product(id)
-            .map(ProductRef)
-            .ok_or_else(ApiError::invalid_product)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,7 +137,7 @@ mod tests {
         assert_eq!(p.user_id, "u1");
         assert!(auth.verify(Some(format!("Token {t}").as_bytes())).is_ok());
         assert!(auth.verify(Some(format!("Basic {t}").as_bytes())).is_err());
-        assert_eq!(auth.verify(None).unwrap_err().detail, NOT_AUTHORIZED);
+        assert_eq!(auth.verify(None).unwrap_err(), AuthError::Missing);
 
         let numeric = jsonwebtoken::encode(
             &Header::new(Algorithm::HS256),

@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand, builder::BoolishValueParser};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::model::GameState;
+pub use crate::domain::{Expiry, Product};
 
 /// Lobby and matchmaking service for multiplayer web games.
 #[derive(Debug, Parser)]
@@ -217,38 +217,6 @@ struct FileExpiry {
     ended: Option<u64>,
 }
 
-/// How long a game may stay in each state without a change (SPEC §3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Expiry {
-    pub created: Duration,
-    pub creator_joined: Duration,
-    pub all_players_joined: Duration,
-    pub in_progress: Duration,
-    pub ended: Duration,
-}
-
-impl Expiry {
-    pub fn of(&self, state: GameState) -> Duration {
-        match state {
-            GameState::Created => self.created,
-            GameState::CreatorJoined => self.creator_joined,
-            GameState::AllPlayersJoined => self.all_players_joined,
-            GameState::InProgress => self.in_progress,
-            GameState::Ended => self.ended,
-        }
-    }
-
-    /// Every state's expiry in seconds, in the states' order.
-    pub fn all_secs(&self) -> Vec<f64> {
-        GameState::ALL.iter().map(|s| self.secs(*s)).collect()
-    }
-
-    /// The same, in seconds, as the store's queries take it.
-    pub fn secs(&self, state: GameState) -> f64 {
-        self.of(state).as_secs_f64()
-    }
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileGame {
@@ -258,33 +226,6 @@ struct FileGame {
     #[serde(default)]
     settings: Map<String, Value>,
     event_key: Option<String>,
-}
-
-/// A game title registered with the matchmaker.
-#[derive(Clone)]
-pub struct Product {
-    pub product_id: String,
-    /// Base URL of the game server; calls go to `{game_server_url}/{call}`.
-    pub game_server_url: String,
-    /// Where players connect; returned to clients as `target_game_server`.
-    pub game_socket_url: String,
-    pub settings: Map<String, Value>,
-    /// Seats per game (`settings.num_players`, default 2).
-    pub num_players: i32,
-    /// Bearer token the game server presents on the HTTP event route; `None` = route refused.
-    pub event_key: Option<String>,
-}
-
-impl fmt::Debug for Product {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Product")
-            .field("product_id", &self.product_id)
-            .field("game_server_url", &self.game_server_url)
-            .field("game_socket_url", &self.game_socket_url)
-            .field("num_players", &self.num_players)
-            .field("event_key", &self.event_key.as_ref().map(|_| "<redacted>"))
-            .finish()
-    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -675,7 +616,7 @@ fn pick<T: Clone>(over: &Option<T>, file: Option<T>) -> Option<T> {
     over.clone().or(file)
 }
 
-/// The old service's shipped example (SPEC §7).
+/// The old service's shipped example product.
 fn example_product() -> Product {
     let mut settings = Map::new();
     settings.insert("num_players".into(), Value::from(2));

@@ -4,9 +4,9 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use matchmaker::{
-    app::{self, Application, MIGRATOR},
     auth,
     config::{Cli, Command, Settings},
+    startup::{self, Application, MIGRATOR},
     telemetry,
 };
 use tokio_util::sync::CancellationToken;
@@ -45,13 +45,13 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Migrate => {
-            let db = app::pool(&settings)?;
+            let db = startup::pool(&settings)?;
             MIGRATOR.run(&db).await?;
             tracing::info!("migrations applied");
             Ok(())
         }
         Command::Serve => {
-            let db = app::pool(&settings)?;
+            let db = startup::pool(&settings)?;
             if settings.migrate_on_start {
                 MIGRATOR.run(&db).await?;
             }
@@ -79,7 +79,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
 
 /// Cancels `shutdown` on Ctrl-C or SIGTERM.
 async fn on_signal(shutdown: CancellationToken) {
-    app::shutdown_signal().await;
+    startup::shutdown_signal().await;
     tracing::info!("shutting down");
     shutdown.cancel();
 }

@@ -1,9 +1,9 @@
 //! `demo-game-server`: a small stand-in game server for trying the matchmaker and for tests.
 //!
-//! It answers the four calls of the game-server protocol (SPEC §4: `create_game`, `join_game`,
+//! It answers the four calls of the game-server protocol (docs/api.md: `create_game`, `join_game`,
 //! `remove_game`, `remove_player`) with games kept in memory, two seats each, and it "plays" the
 //! players: `--connect-delay-ms` after a create or a join, the simulated player connects and the
-//! server reports it to the matchmaker over HTTP (`POST /game_servers/{product_id}/events`, SPEC
+//! server reports it to the matchmaker over HTTP (`POST /game_servers/{product_id}/events`,
 //! §5), just as the rock-paper-scissors server does when real sockets connect.
 //!
 //! A small control API lets a person or a test drive the rest of a game's life:
@@ -688,7 +688,7 @@ async fn main() -> ExitCode {
         .route("/stats", get(stats_route).with_state(stats.clone()))
         .layer(axum::middleware::from_fn_with_state(stats, count_call));
     match axum::serve(listener, app)
-        .with_graceful_shutdown(matchmaker::app::shutdown_signal())
+        .with_graceful_shutdown(matchmaker::startup::shutdown_signal())
         .await
     {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,4 +1,4 @@
-//! The game-event stream's position (`event_stream_cursor`).
+//! The game-event stream: its position (`event_stream_cursor`) and the one-reader lock.
 
 use sqlx::PgConnection;
 
@@ -23,4 +23,14 @@ pub async fn set(conn: &mut PgConnection, stream_key: &str, last_id: &str) -> sq
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// Tries to become the stream's one reader: a session advisory lock, held until `conn` closes.
+pub async fn try_lock_reader(conn: &mut PgConnection, stream_key: &str) -> sqlx::Result<bool> {
+    sqlx::query_scalar!(
+        r#"select pg_try_advisory_lock(hashtext('matchmaker event stream ' || $1)) as "locked!""#,
+        stream_key
+    )
+    .fetch_one(conn)
+    .await
 }

@@ -5,10 +5,10 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sqlx::{PgConnection, PgExecutor};
+use sqlx::{PgConnection, PgExecutor, PgPool};
 use uuid::Uuid;
 
-use crate::model::{Game, GameState};
+use crate::domain::{Game, GameState};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type)]
 #[sqlx(type_name = "seat_status", rename_all = "snake_case")]
@@ -80,6 +80,37 @@ pub async fn insert(
     )
     .fetch_optional(db)
     .await
+}
+
+/// Codes drawn before giving up; a collision is already rare, several in a row never happen
+/// unless the code space is nearly full.
+const CODE_ATTEMPTS: usize = 8;
+
+/// Inserts a private game with the first code from `codes` that no live game holds; answers
+/// the game's `updated_at` and its code (`None`: the create's intent is gone, see [`insert`]).
+pub async fn insert_with_code(
+    db: &PgPool,
+    new: &NewGame<'_>,
+    mut codes: impl FnMut() -> String,
+) -> sqlx::Result<Option<(DateTime<Utc>, String)>> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let code = codes();
+        let with_code = NewGame {
+            join_code: Some(&code),
+            ..*new
+        };
+        match insert(db, &with_code).await {
+            Ok(updated_at) => return Ok(updated_at.map(|t| (t, code))),
+            Err(sqlx::Error::Database(e))
+                if e.constraint() == Some("games_join_code_idx") && attempt < CODE_ATTEMPTS =>
+            {
+                tracing::info!(attempt, "join code taken; drawing another");
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// One game of a product, with its held players.
@@ -206,7 +237,6 @@ pub async fn lock_and_reserve(
     .await
 }
 
-/// Turns a reservation into a held seat and answers the game as it is then, in one statement;
 /// Reserves the lowest free seat; call with the game locked. `None` when every seat is taken.
 pub async fn reserve_seat(
     conn: &mut PgConnection,
@@ -241,6 +271,7 @@ pub async fn reserve_seat(
     .await
 }
 
+/// Turns a reservation into a held seat and answers the game as it is then, in one statement;
 /// `None` when the reservation is gone (or the game is not `product_id`'s).
 pub async fn hold_seat(
     db: impl PgExecutor<'_>,

@@ -33,7 +33,7 @@ async fn create_with(app: &crate::helpers::TestApp, authorization: &str) -> (u16
     problem(res).await
 }
 
-#[sqlx::test(migrator = "matchmaker::app::MIGRATOR")]
+#[sqlx::test(migrator = "matchmaker::startup::MIGRATOR")]
 async fn product_is_checked_before_authentication(db: PgPool) {
     let app = spawn_app(db).await;
     let res = app.post("/game_lobby/nope/create_game", None).await;
@@ -59,7 +59,7 @@ async fn product_is_checked_before_authentication(db: PgPool) {
     );
 }
 
-#[sqlx::test(migrator = "matchmaker::app::MIGRATOR")]
+#[sqlx::test(migrator = "matchmaker::startup::MIGRATOR")]
 async fn tokens_are_checked_as_the_portal_issues_them(db: PgPool) {
     let app = spawn_app(db).await;
     let good =
@@ -189,7 +189,7 @@ mod base64_helpers {
     }
 }
 
-#[sqlx::test(migrator = "matchmaker::app::MIGRATOR")]
+#[sqlx::test(migrator = "matchmaker::startup::MIGRATOR")]
 async fn expiry_can_be_required(db: PgPool) {
     let stub = crate::helpers::GameServerStub::start().await;
     let settings = crate::helpers::settings(&stub, "require_token_expiry = true");

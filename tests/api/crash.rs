@@ -137,7 +137,7 @@ async fn act(http: reqwest::Client, base: String, answers: Arc<Mutex<Answers>>, 
         .await;
 }
 
-#[sqlx::test(migrator = "matchmaker::app::MIGRATOR")]
+#[sqlx::test(migrator = "matchmaker::startup::MIGRATOR")]
 async fn kill_9_during_creates_and_joins_on_three_processes_breaks_no_promise(db: PgPool) {
     let stub = GameServerStub::start().await;
     // slow enough that kills land between reservation and confirmation
@@ -520,7 +520,7 @@ impl Drop for Redis {
     }
 }
 
-#[sqlx::test(migrator = "matchmaker::app::MIGRATOR")]
+#[sqlx::test(migrator = "matchmaker::startup::MIGRATOR")]
 async fn redis_down_pauses_the_stream_but_not_the_lobby_and_intake_resumes_where_it_left_off(
     db: PgPool,
 ) {

@@ -3,7 +3,7 @@ use sqlx::PgPool;
 
 use crate::helpers::{Behaviour, eventually, problem, spawn_app};
 
-#[sqlx::test(migrator = "matchmaker::app::MIGRATOR")]
+#[sqlx::test(migrator = "matchmaker::startup::MIGRATOR")]
 async fn create_answers_the_full_game_and_calls_the_game_server(db: PgPool) {
     let app = spawn_app(db).await;
     let res = app
@@ -45,7 +45,7 @@ async fn create_answers_the_full_game_and_calls_the_game_server(db: PgPool) {
     assert!(app.open_ids("exrps", "").await.is_empty());
 }
 
-#[sqlx::test(migrator = "matchmaker::app::MIGRATOR")]
+#[sqlx::test(migrator = "matchmaker::startup::MIGRATOR")]
 async fn create_accepts_any_body(db: PgPool) {
     let app = spawn_app(db).await;
     for body in [
@@ -66,7 +66,7 @@ async fn create_accepts_any_body(db: PgPool) {
     }
 }
 
-#[sqlx::test(migrator = "matchmaker::app::MIGRATOR")]
+#[sqlx::test(migrator = "matchmaker::startup::MIGRATOR")]
 async fn game_server_failures_map_to_spec_statuses_and_store_nothing(db: PgPool) {
     let app = spawn_app(db.clone()).await;
     let cases = [
@@ -110,7 +110,7 @@ async fn game_server_failures_map_to_spec_statuses_and_store_nothing(db: PgPool)
     assert_eq!(stored, Some(0));
 }
 
-#[sqlx::test(migrator = "matchmaker::app::MIGRATOR")]
+#[sqlx::test(migrator = "matchmaker::startup::MIGRATOR")]
 async fn unreachable_game_server_is_a_502(db: PgPool) {
     let stub = crate::helpers::GameServerStub::start().await;
     let mut settings = crate::helpers::settings(&stub, "");
@@ -129,7 +129,7 @@ async fn unreachable_game_server_is_a_502(db: PgPool) {
     );
 }
 
-#[sqlx::test(migrator = "matchmaker::app::MIGRATOR")]
+#[sqlx::test(migrator = "matchmaker::startup::MIGRATOR")]
 async fn a_failed_save_answers_500_and_removes_the_game_from_the_game_server(db: PgPool) {
     let app = spawn_app(db.clone()).await;
     // make every insert of this creator fail

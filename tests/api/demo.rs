@@ -16,7 +16,7 @@ impl Drop for Demo {
     }
 }
 
-#[sqlx::test(migrator = "matchmaker::app::MIGRATOR")]
+#[sqlx::test(migrator = "matchmaker::startup::MIGRATOR")]
 async fn the_demo_game_server_plays_its_players(db: PgPool) {
     let port = crate::helpers::free_port();
     let demo_url = format!("http://127.0.0.1:{port}");

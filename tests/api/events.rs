@@ -25,7 +25,7 @@ async fn outcomes(res: reqwest::Response) -> Vec<String> {
         .collect()
 }
 
-#[sqlx::test(migrator = "matchmaker::app::MIGRATOR")]
+#[sqlx::test(migrator = "matchmaker::startup::MIGRATOR")]
 async fn state_changes_move_one_step_forward_only(db: PgPool) {
     let app = spawn_app(db.clone()).await;
     let game = app.create("exrps", "alice").await;
@@ -60,7 +60,7 @@ async fn state_changes_move_one_step_forward_only(db: PgPool) {
     assert_eq!(state_of(&db, id).await.as_deref(), Some("ended"));
 }
 
-#[sqlx::test(migrator = "matchmaker::app::MIGRATOR")]
+#[sqlx::test(migrator = "matchmaker::startup::MIGRATOR")]
 async fn disconnects_free_the_seat_and_relist_the_game(db: PgPool) {
     let app = spawn_app(db.clone()).await;
     let id = app.open_game("exrps", "alice").await;
@@ -87,7 +87,7 @@ async fn disconnects_free_the_seat_and_relist_the_game(db: PgPool) {
     assert_eq!(game["players"], json!(["alice", "carol"]));
 }
 
-#[sqlx::test(migrator = "matchmaker::app::MIGRATOR")]
+#[sqlx::test(migrator = "matchmaker::startup::MIGRATOR")]
 async fn removal_unknown_games_and_malformed_events(db: PgPool) {
     let app = spawn_app(db.clone()).await;
     let id = app.open_game("exrps", "alice").await;
@@ -128,7 +128,7 @@ async fn removal_unknown_games_and_malformed_events(db: PgPool) {
     assert!(app.open_ids("exrps", "").await.is_empty());
 }
 
-#[sqlx::test(migrator = "matchmaker::app::MIGRATOR")]
+#[sqlx::test(migrator = "matchmaker::startup::MIGRATOR")]
 async fn the_event_route_wants_the_products_key(db: PgPool) {
     let app = spawn_app(db).await;
     let event = json!({"type": "gameplay"}).to_string();

@@ -17,7 +17,7 @@ async fn intents(db: &PgPool) -> i64 {
         .unwrap_or(0)
 }
 
-#[sqlx::test(migrator = "matchmaker::app::MIGRATOR")]
+#[sqlx::test(migrator = "matchmaker::startup::MIGRATOR")]
 async fn a_create_the_game_server_may_have_taken_is_removed_from_it(db: PgPool) {
     for (behaviour, status) in [
         (Behaviour::Hang, 502),
@@ -42,7 +42,7 @@ async fn a_create_the_game_server_may_have_taken_is_removed_from_it(db: PgPool) 
     }
 }
 
-#[sqlx::test(migrator = "matchmaker::app::MIGRATOR")]
+#[sqlx::test(migrator = "matchmaker::startup::MIGRATOR")]
 async fn a_refused_create_owes_nothing(db: PgPool) {
     let stub = GameServerStub::start().await;
     stub.set("create_game", Behaviour::Refuse(400));
@@ -62,7 +62,7 @@ async fn a_refused_create_owes_nothing(db: PgPool) {
     assert_eq!(owed, Some(0));
 }
 
-#[sqlx::test(migrator = "matchmaker::app::MIGRATOR")]
+#[sqlx::test(migrator = "matchmaker::startup::MIGRATOR")]
 async fn a_create_abandoned_by_a_dead_process_is_removed_from_the_game_server(db: PgPool) {
     let stub = GameServerStub::start().await;
     let app = spawn_with(db.clone(), stub.clone(), settings(&stub, FAST)).await;
@@ -88,7 +88,7 @@ async fn a_create_abandoned_by_a_dead_process_is_removed_from_the_game_server(db
     );
 }
 
-#[sqlx::test(migrator = "matchmaker::app::MIGRATOR")]
+#[sqlx::test(migrator = "matchmaker::startup::MIGRATOR")]
 async fn a_game_server_answering_after_the_reaper_gave_up_is_a_502_and_no_game(db: PgPool) {
     let stub = GameServerStub::start().await;
     // the game server is slower than the reservation timeout allows (config forbids this
@@ -118,7 +118,7 @@ async fn a_game_server_answering_after_the_reaper_gave_up_is_a_502_and_no_game(d
     assert_eq!(games, Some(0));
 }
 
-#[sqlx::test(migrator = "matchmaker::app::MIGRATOR")]
+#[sqlx::test(migrator = "matchmaker::startup::MIGRATOR")]
 async fn a_database_that_is_down_gives_503_and_not_ready(db: PgPool) {
     let stub = GameServerStub::start().await;
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -126,7 +126,7 @@ async fn a_database_that_is_down_gives_503_and_not_ready(db: PgPool) {
     drop(closed);
     let mut config = settings(&stub, "");
     config.database_url = format!("postgres://postgres@127.0.0.1:{port}/nowhere");
-    let down = matchmaker::app::pool(&config).unwrap();
+    let down = matchmaker::startup::pool(&config).unwrap();
     let app = spawn_with(down, stub.clone(), config).await;
     drop(db);
 

@@ -3,7 +3,7 @@ use sqlx::PgPool;
 
 use crate::helpers::spawn_app;
 
-#[sqlx::test(migrator = "matchmaker::app::MIGRATOR")]
+#[sqlx::test(migrator = "matchmaker::startup::MIGRATOR")]
 async fn health_readiness_and_docs(db: PgPool) {
     let app = spawn_app(db).await;
     assert_eq!(app.get("/healthz").await.status(), 200);

@@ -9,9 +9,9 @@ use std::{
 
 use axum::{Json, Router, extract::Path, extract::State, http::StatusCode, response::IntoResponse};
 use matchmaker::{
-    app::Application,
     auth::mint_token,
     config::{Overrides, Settings},
+    startup::Application,
 };
 use serde_json::{Value, json};
 use sqlx::PgPool;

@@ -33,7 +33,7 @@ async fn games(app: &TestApp) -> i64 {
         .unwrap()
 }
 
-#[sqlx::test(migrator = "matchmaker::app::MIGRATOR")]
+#[sqlx::test(migrator = "matchmaker::startup::MIGRATOR")]
 async fn a_retry_with_the_same_key_answers_the_first_game(db: PgPool) {
     let app = spawn_app(db).await;
     let create = "/game_lobby/exrps/create_game";
@@ -89,7 +89,7 @@ async fn a_retry_with_the_same_key_answers_the_first_game(db: PgPool) {
     assert!(replay["join_code"].is_string());
 }
 
-#[sqlx::test(migrator = "matchmaker::app::MIGRATOR")]
+#[sqlx::test(migrator = "matchmaker::startup::MIGRATOR")]
 async fn concurrent_retries_with_one_key_make_one_game(db: PgPool) {
     let app = spawn_app(db).await;
     // a slow game server keeps the first request running while the retries arrive
@@ -121,7 +121,7 @@ async fn concurrent_retries_with_one_key_make_one_game(db: PgPool) {
     assert_eq!(games(&app).await, 1);
 }
 
-#[sqlx::test(migrator = "matchmaker::app::MIGRATOR")]
+#[sqlx::test(migrator = "matchmaker::startup::MIGRATOR")]
 async fn a_failed_request_frees_its_key_and_keys_last_a_day(db: PgPool) {
     let app = spawn_app(db).await;
     let create = "/game_lobby/exrps/create_game";
@@ -159,7 +159,7 @@ async fn a_failed_request_frees_its_key_and_keys_last_a_day(db: PgPool) {
     .await;
 }
 
-#[sqlx::test(migrator = "matchmaker::app::MIGRATOR")]
+#[sqlx::test(migrator = "matchmaker::startup::MIGRATOR")]
 async fn bad_keys_are_a_400_after_product_and_token(db: PgPool) {
     let app = spawn_app(db).await;
     let long = "k".repeat(256);

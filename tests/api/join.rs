@@ -22,7 +22,7 @@ async fn seats(app: &TestApp, id: &str) -> i64 {
         .unwrap()
 }
 
-#[sqlx::test(migrator = "matchmaker::app::MIGRATOR")]
+#[sqlx::test(migrator = "matchmaker::startup::MIGRATOR")]
 async fn joining_takes_a_seat_and_unlists_a_full_game(db: PgPool) {
     let app = spawn_app(db).await;
     let id = app.open_game("exrps", "alice").await;
@@ -59,7 +59,7 @@ async fn joining_takes_a_seat_and_unlists_a_full_game(db: PgPool) {
     assert_eq!(seats(&app, &id).await, 2);
 }
 
-#[sqlx::test(migrator = "matchmaker::app::MIGRATOR")]
+#[sqlx::test(migrator = "matchmaker::startup::MIGRATOR")]
 async fn join_errors_follow_the_spec(db: PgPool) {
     let app = spawn_app(db).await;
     let missing = uuid::Uuid::new_v4().simple().to_string();
@@ -105,7 +105,7 @@ async fn join_errors_follow_the_spec(db: PgPool) {
     );
 }
 
-#[sqlx::test(migrator = "matchmaker::app::MIGRATOR")]
+#[sqlx::test(migrator = "matchmaker::startup::MIGRATOR")]
 async fn a_refused_or_failed_join_gives_the_seat_back(db: PgPool) {
     let app = spawn_app(db).await;
     let id = app.open_game("exrps", "alice").await;
@@ -146,7 +146,7 @@ async fn a_refused_or_failed_join_gives_the_seat_back(db: PgPool) {
     assert_eq!(app.join("exrps", &id, "bob").await.status(), 200);
 }
 
-#[sqlx::test(migrator = "matchmaker::app::MIGRATOR")]
+#[sqlx::test(migrator = "matchmaker::startup::MIGRATOR")]
 async fn a_game_that_vanishes_during_the_join_answers_400(db: PgPool) {
     let app = spawn_app(db).await;
     let id = app.open_game("exrps", "alice").await;
@@ -170,7 +170,7 @@ async fn a_game_that_vanishes_during_the_join_answers_400(db: PgPool) {
     );
 }
 
-#[sqlx::test(migrator = "matchmaker::app::MIGRATOR")]
+#[sqlx::test(migrator = "matchmaker::startup::MIGRATOR")]
 async fn fifty_simultaneous_joins_of_a_two_seat_game_seat_exactly_one(db: PgPool) {
     let app = spawn_app(db).await;
     let id = app.open_game("exrps", "alice").await;
@@ -182,7 +182,7 @@ async fn fifty_simultaneous_joins_of_a_two_seat_game_seat_exactly_one(db: PgPool
     assert_eq!(seats(&app, &id).await, 2);
 }
 
-#[sqlx::test(migrator = "matchmaker::app::MIGRATOR")]
+#[sqlx::test(migrator = "matchmaker::startup::MIGRATOR")]
 async fn forty_simultaneous_joins_of_a_four_seat_game_fill_three_seats(db: PgPool) {
     let app = spawn_app(db).await;
     let id = app.open_game("quad", "alice").await;
@@ -198,7 +198,7 @@ async fn forty_simultaneous_joins_of_a_four_seat_game_fill_three_seats(db: PgPoo
     assert!(app.open_ids("quad", "").await.is_empty());
 }
 
-#[sqlx::test(migrator = "matchmaker::app::MIGRATOR")]
+#[sqlx::test(migrator = "matchmaker::startup::MIGRATOR")]
 async fn a_game_stays_listed_until_its_last_seat_is_taken(db: PgPool) {
     let app = spawn_app(db).await;
     let id = app.open_game("quad", "alice").await;

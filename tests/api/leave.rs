@@ -17,7 +17,7 @@ async fn leave(app: &crate::helpers::TestApp, product: &str, id: &str, user: &st
     res.json().await.unwrap()
 }
 
-#[sqlx::test(migrator = "matchmaker::app::MIGRATOR")]
+#[sqlx::test(migrator = "matchmaker::startup::MIGRATOR")]
 async fn a_joiner_leaving_frees_the_seat_and_relists_the_game(db: PgPool) {
     let app = spawn_app(db).await;
     let id = app.open_game("exrps", "alice").await;
@@ -50,7 +50,7 @@ async fn a_joiner_leaving_frees_the_seat_and_relists_the_game(db: PgPool) {
     assert!(app.stub.calls("remove_game").is_empty());
 }
 
-#[sqlx::test(migrator = "matchmaker::app::MIGRATOR")]
+#[sqlx::test(migrator = "matchmaker::startup::MIGRATOR")]
 async fn the_creator_leaving_removes_the_game(db: PgPool) {
     let app = spawn_app(db).await;
     let id = app.open_game("quad", "alice").await;
@@ -78,7 +78,7 @@ async fn the_creator_leaving_removes_the_game(db: PgPool) {
     assert!(app.stub.calls("remove_player").is_empty());
 }
 
-#[sqlx::test(migrator = "matchmaker::app::MIGRATOR")]
+#[sqlx::test(migrator = "matchmaker::startup::MIGRATOR")]
 async fn leave_checks_product_then_token_then_game(db: PgPool) {
     let app = spawn_app(db).await;
     let id = app.open_game("exrps", "alice").await;
@@ -115,7 +115,7 @@ async fn leave_checks_product_then_token_then_game(db: PgPool) {
     assert_eq!(app.open_ids("exrps", "").await, vec![id]);
 }
 
-#[sqlx::test(migrator = "matchmaker::app::MIGRATOR")]
+#[sqlx::test(migrator = "matchmaker::startup::MIGRATOR")]
 async fn leaving_while_ones_own_join_is_in_flight_is_a_409(db: PgPool) {
     let app = spawn_app(db).await;
     let id = app.open_game("exrps", "alice").await;

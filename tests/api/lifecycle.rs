@@ -48,7 +48,7 @@ fn ids(calls: &[Value]) -> HashSet<String> {
         .collect()
 }
 
-#[sqlx::test(migrator = "matchmaker::app::MIGRATOR")]
+#[sqlx::test(migrator = "matchmaker::startup::MIGRATOR")]
 async fn every_state_expires_and_the_game_server_is_told(db: PgPool) {
     let stub = GameServerStub::start().await;
     let app = spawn_fast(db.clone(), stub.clone(), "").await;
@@ -83,7 +83,7 @@ async fn every_state_expires_and_the_game_server_is_told(db: PgPool) {
     assert_eq!(stub.calls("remove_game").len(), 5, "each sent once");
 }
 
-#[sqlx::test(migrator = "matchmaker::app::MIGRATOR")]
+#[sqlx::test(migrator = "matchmaker::startup::MIGRATOR")]
 async fn a_full_game_whose_joiner_never_connects_is_reset(db: PgPool) {
     let stub = GameServerStub::start().await;
     let app = spawn_fast(db.clone(), stub.clone(), "").await;
@@ -102,7 +102,7 @@ async fn a_full_game_whose_joiner_never_connects_is_reset(db: PgPool) {
     assert!(stub.calls("remove_game").is_empty() || games(&db).await == 0);
 }
 
-#[sqlx::test(migrator = "matchmaker::app::MIGRATOR")]
+#[sqlx::test(migrator = "matchmaker::startup::MIGRATOR")]
 async fn every_change_restarts_the_clock(db: PgPool) {
     let stub = GameServerStub::start().await;
     let settings = settings(
@@ -135,7 +135,7 @@ async fn every_change_restarts_the_clock(db: PgPool) {
     );
 }
 
-#[sqlx::test(migrator = "matchmaker::app::MIGRATOR")]
+#[sqlx::test(migrator = "matchmaker::startup::MIGRATOR")]
 async fn an_abandoned_reservation_is_freed_and_the_player_removed(db: PgPool) {
     let stub = GameServerStub::start().await;
     let settings = settings(
@@ -172,7 +172,7 @@ async fn an_abandoned_reservation_is_freed_and_the_player_removed(db: PgPool) {
     assert_eq!(listed[0]["free_seats"], 3);
 }
 
-#[sqlx::test(migrator = "matchmaker::app::MIGRATOR")]
+#[sqlx::test(migrator = "matchmaker::startup::MIGRATOR")]
 async fn owed_calls_are_retried_until_the_game_server_answers(db: PgPool) {
     let stub = GameServerStub::start().await;
     stub.set("remove_game", Behaviour::Refuse(503));
@@ -190,7 +190,7 @@ async fn owed_calls_are_retried_until_the_game_server_answers(db: PgPool) {
     drop(app);
 }
 
-#[sqlx::test(migrator = "matchmaker::app::MIGRATOR")]
+#[sqlx::test(migrator = "matchmaker::startup::MIGRATOR")]
 async fn owed_calls_are_given_up_after_the_configured_attempts(db: PgPool) {
     let stub = GameServerStub::start().await;
     stub.set("remove_game", Behaviour::Refuse(500));
@@ -209,7 +209,7 @@ async fn owed_calls_are_given_up_after_the_configured_attempts(db: PgPool) {
     assert_eq!(stub.calls("remove_game").len(), 3);
 }
 
-#[sqlx::test(migrator = "matchmaker::app::MIGRATOR")]
+#[sqlx::test(migrator = "matchmaker::startup::MIGRATOR")]
 async fn a_call_claimed_by_a_dead_dispatcher_is_sent_by_another(db: PgPool) {
     let stub = GameServerStub::start().await;
     let game_id = uuid::Uuid::new_v4();
@@ -229,7 +229,7 @@ async fn a_call_claimed_by_a_dead_dispatcher_is_sent_by_another(db: PgPool) {
     eventually("and clears it", || async { owed(&db).await == 0 }).await;
 }
 
-#[sqlx::test(migrator = "matchmaker::app::MIGRATOR")]
+#[sqlx::test(migrator = "matchmaker::startup::MIGRATOR")]
 async fn two_processes_handle_each_expired_game_once(db: PgPool) {
     let stub = GameServerStub::start().await;
     let first = spawn_fast(db.clone(), stub.clone(), "").await;
@@ -249,7 +249,7 @@ async fn two_processes_handle_each_expired_game_once(db: PgPool) {
     assert_eq!(calls.len(), 30, "no call sent twice");
 }
 
-#[sqlx::test(migrator = "matchmaker::app::MIGRATOR")]
+#[sqlx::test(migrator = "matchmaker::startup::MIGRATOR")]
 async fn shutdown_lets_requests_in_flight_finish(db: PgPool) {
     let stub = GameServerStub::start().await;
     let settings = settings(&stub, "");

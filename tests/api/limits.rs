@@ -8,7 +8,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::helpers::{GameServerStub, problem, settings, spawn_app, spawn_with, token};
 
-#[sqlx::test(migrator = "matchmaker::app::MIGRATOR")]
+#[sqlx::test(migrator = "matchmaker::startup::MIGRATOR")]
 async fn bodies_over_the_limit_get_413(db: PgPool) {
     let stub = GameServerStub::start().await;
     let app = spawn_with(db, stub.clone(), settings(&stub, "max_body_bytes = 2048")).await;
@@ -61,7 +61,7 @@ async fn bodies_over_the_limit_get_413(db: PgPool) {
     assert_eq!(res.status(), 200);
 }
 
-#[sqlx::test(migrator = "matchmaker::app::MIGRATOR")]
+#[sqlx::test(migrator = "matchmaker::startup::MIGRATOR")]
 async fn slow_clients_are_cut_off_by_the_header_read_timeout(db: PgPool) {
     let stub = GameServerStub::start().await;
     let app = spawn_with(
@@ -89,7 +89,7 @@ async fn slow_clients_are_cut_off_by_the_header_read_timeout(db: PgPool) {
     assert_eq!(res.status(), 200);
 }
 
-#[sqlx::test(migrator = "matchmaker::app::MIGRATOR")]
+#[sqlx::test(migrator = "matchmaker::startup::MIGRATOR")]
 async fn creates_and_joins_over_the_rate_limit_get_429_with_retry_after(db: PgPool) {
     let stub = GameServerStub::start().await;
     let app = spawn_with(
@@ -129,7 +129,7 @@ async fn creates_and_joins_over_the_rate_limit_get_429_with_retry_after(db: PgPo
     assert_eq!(stub.calls("create_game").len(), 3);
 }
 
-#[sqlx::test(migrator = "matchmaker::app::MIGRATOR")]
+#[sqlx::test(migrator = "matchmaker::startup::MIGRATOR")]
 async fn the_per_address_limit_covers_every_player_from_it(db: PgPool) {
     let stub = GameServerStub::start().await;
     let app = spawn_with(
@@ -146,7 +146,7 @@ async fn the_per_address_limit_covers_every_player_from_it(db: PgPool) {
     assert_eq!(problem(res).await.0, 429);
 }
 
-#[sqlx::test(migrator = "matchmaker::app::MIGRATOR")]
+#[sqlx::test(migrator = "matchmaker::startup::MIGRATOR")]
 async fn limits_are_off_by_default(db: PgPool) {
     let app = spawn_app(db).await;
     // three games is the default open-games limit; the rate limits are off
@@ -164,7 +164,7 @@ async fn limits_are_off_by_default(db: PgPool) {
     }
 }
 
-#[sqlx::test(migrator = "matchmaker::app::MIGRATOR")]
+#[sqlx::test(migrator = "matchmaker::startup::MIGRATOR")]
 async fn a_player_may_have_three_open_games_even_when_racing(db: PgPool) {
     let app = spawn_app(db.clone()).await;
     let attempts = futures::future::join_all(

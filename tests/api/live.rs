@@ -80,7 +80,7 @@ impl Sse {
     }
 }
 
-#[sqlx::test(migrator = "matchmaker::app::MIGRATOR")]
+#[sqlx::test(migrator = "matchmaker::startup::MIGRATOR")]
 async fn changes_on_one_process_reach_subscribers_of_another(db: PgPool) {
     let a = spawn_app(db.clone()).await;
     let b = spawn_with(db, a.stub.clone(), settings(&a.stub, "")).await;
@@ -157,7 +157,7 @@ async fn changes_on_one_process_reach_subscribers_of_another(db: PgPool) {
     exrps.until("unlisted", &public).await;
 }
 
-#[sqlx::test(migrator = "matchmaker::app::MIGRATOR")]
+#[sqlx::test(migrator = "matchmaker::startup::MIGRATOR")]
 async fn streams_filter_on_settings_and_send_heartbeats(db: PgPool) {
     let stub = crate::helpers::GameServerStub::start().await;
     let app = spawn_with(
@@ -196,7 +196,7 @@ async fn streams_filter_on_settings_and_send_heartbeats(db: PgPool) {
     );
 }
 
-#[sqlx::test(migrator = "matchmaker::app::MIGRATOR")]
+#[sqlx::test(migrator = "matchmaker::startup::MIGRATOR")]
 async fn the_stream_checks_product_then_token_then_query(db: PgPool) {
     let app = spawn_app(db).await;
     let res = app.get("/game_lobby/nope/open_games/stream").await;
@@ -237,7 +237,7 @@ async fn the_stream_checks_product_then_token_then_query(db: PgPool) {
     );
 }
 
-#[sqlx::test(migrator = "matchmaker::app::MIGRATOR")]
+#[sqlx::test(migrator = "matchmaker::startup::MIGRATOR")]
 async fn shutdown_ends_open_streams(db: PgPool) {
     let app = spawn_app(db).await;
     let mut sse = Sse::open(&app, "/game_lobby/exrps/open_games/stream", "watcher").await;
@@ -248,7 +248,7 @@ async fn shutdown_ends_open_streams(db: PgPool) {
     assert!(sse.next().await.is_none(), "the stream ended");
 }
 
-#[sqlx::test(migrator = "matchmaker::app::MIGRATOR")]
+#[sqlx::test(migrator = "matchmaker::startup::MIGRATOR")]
 async fn a_lost_listener_connection_ends_the_streams_and_recovers(db: PgPool) {
     let app = spawn_app(db).await;
     let mut sse = Sse::open(&app, "/game_lobby/exrps/open_games/stream", "watcher").await;

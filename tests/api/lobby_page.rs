@@ -51,7 +51,7 @@ async fn listed(page: &Client, game_id: &str) -> bool {
     .is_ok()
 }
 
-#[sqlx::test(migrator = "matchmaker::app::MIGRATOR")]
+#[sqlx::test(migrator = "matchmaker::startup::MIGRATOR")]
 async fn two_players_create_list_join_and_leave_in_the_browser(db: PgPool) {
     let Some(browser) = Browser::start().await else {
         return;
@@ -168,7 +168,7 @@ async fn two_players_create_list_join_and_leave_in_the_browser(db: PgPool) {
     bob.close().await.unwrap();
 }
 
-#[sqlx::test(migrator = "matchmaker::app::MIGRATOR")]
+#[sqlx::test(migrator = "matchmaker::startup::MIGRATOR")]
 async fn the_page_and_its_assets_are_served_from_the_binary(db: PgPool) {
     let app = crate::helpers::spawn_app(db).await;
     for (path, kind) in [

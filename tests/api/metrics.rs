@@ -2,7 +2,7 @@ use sqlx::PgPool;
 
 use crate::helpers::spawn_app;
 
-#[sqlx::test(migrator = "matchmaker::app::MIGRATOR")]
+#[sqlx::test(migrator = "matchmaker::startup::MIGRATOR")]
 async fn metrics_reflect_the_traffic(db: PgPool) {
     let app = spawn_app(db).await;
     let id = app.open_game("exrps", "alice").await;

@@ -3,7 +3,7 @@ use sqlx::PgPool;
 
 use crate::helpers::{problem, spawn_app};
 
-#[sqlx::test(migrator = "matchmaker::app::MIGRATOR")]
+#[sqlx::test(migrator = "matchmaker::startup::MIGRATOR")]
 async fn open_games_pages_oldest_first(db: PgPool) {
     let app = spawn_app(db).await;
     let mut ids = Vec::new();
@@ -63,7 +63,7 @@ async fn open_games_pages_oldest_first(db: PgPool) {
     assert_eq!(game["free_seats"], 1);
 }
 
-#[sqlx::test(migrator = "matchmaker::app::MIGRATOR")]
+#[sqlx::test(migrator = "matchmaker::startup::MIGRATOR")]
 async fn bad_paging_is_a_400(db: PgPool) {
     let app = spawn_app(db).await;
     for query in ["count=abc", "page=1.5", "count=", "page=x&count=2"] {
@@ -87,7 +87,7 @@ async fn bad_paging_is_a_400(db: PgPool) {
     }
 }
 
-#[sqlx::test(migrator = "matchmaker::app::MIGRATOR")]
+#[sqlx::test(migrator = "matchmaker::startup::MIGRATOR")]
 async fn any_origin_may_call_the_lobby(db: PgPool) {
     let app = spawn_app(db).await;
     let res = app
@@ -109,7 +109,7 @@ async fn any_origin_may_call_the_lobby(db: PgPool) {
     assert_eq!(res.headers()["access-control-allow-origin"], "*");
 }
 
-#[sqlx::test(migrator = "matchmaker::app::MIGRATOR")]
+#[sqlx::test(migrator = "matchmaker::startup::MIGRATOR")]
 async fn open_games_filter_on_settings(db: PgPool) {
     let app = spawn_app(db).await;
     let ranked = app.open_game("quad", "alice").await;

@@ -4,7 +4,10 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use matchmaker::{join_code, store::games::NewGame};
+use matchmaker::{
+    domain::join_code,
+    store::games::{NewGame, insert_with_code},
+};
 
 use crate::helpers::{TestApp, problem, spawn_app, token};
 
@@ -29,7 +32,7 @@ async fn join_code(app: &TestApp, product: &str, code: &str, user: &str) -> reqw
     .await
 }
 
-#[sqlx::test(migrator = "matchmaker::app::MIGRATOR")]
+#[sqlx::test(migrator = "matchmaker::startup::MIGRATOR")]
 async fn a_private_game_is_unlisted_and_joined_by_its_code(db: PgPool) {
     let app = spawn_app(db).await;
     let game = create_private(&app, "exrps", "alice").await;
@@ -93,7 +96,7 @@ async fn a_private_game_is_unlisted_and_joined_by_its_code(db: PgPool) {
     assert!(public.get("join_code").is_none());
 }
 
-#[sqlx::test(migrator = "matchmaker::app::MIGRATOR")]
+#[sqlx::test(migrator = "matchmaker::startup::MIGRATOR")]
 async fn private_game_requests_are_checked(db: PgPool) {
     let app = spawn_app(db).await;
     let game = create_private(&app, "exrps", "alice").await;
@@ -217,7 +220,7 @@ fn codes(list: &[&str]) -> impl FnMut() -> String {
     move || list.pop().expect("more codes drawn than expected")
 }
 
-#[sqlx::test(migrator = "matchmaker::app::MIGRATOR")]
+#[sqlx::test(migrator = "matchmaker::startup::MIGRATOR")]
 async fn a_code_collision_draws_another_code(db: PgPool) {
     let app = spawn_app(db.clone()).await;
     let taken = create_private(&app, "exrps", "alice").await["join_code"]
@@ -227,7 +230,7 @@ async fn a_code_collision_draws_another_code(db: PgPool) {
     let settings = json!({});
 
     // the taken code is drawn twice, then a free one
-    let (_, code) = join_code::insert_with_code(
+    let (_, code) = insert_with_code(
         &db,
         &new_game(intent(&db, Uuid::new_v4()).await, &settings),
         codes(&[&taken, &taken, "XYZ234"]),
@@ -243,8 +246,8 @@ async fn a_code_collision_draws_another_code(db: PgPool) {
         new_game(intent(&db, Uuid::new_v4()).await, &settings),
     );
     let (first, second) = tokio::join!(
-        join_code::insert_with_code(&db, &one, codes(&["RACE22", "AAAAA2"])),
-        join_code::insert_with_code(&db, &two, codes(&["RACE22", "BBBBB2"])),
+        insert_with_code(&db, &one, codes(&["RACE22", "AAAAA2"])),
+        insert_with_code(&db, &two, codes(&["RACE22", "BBBBB2"])),
     );
     let mut got = vec![first.unwrap().unwrap().1, second.unwrap().unwrap().1];
     got.sort();
@@ -255,8 +258,7 @@ async fn a_code_collision_draws_another_code(db: PgPool) {
 
     // a code space with nothing free gives up instead of looping
     let stuck_id = intent(&db, Uuid::new_v4()).await;
-    let stuck =
-        join_code::insert_with_code(&db, &new_game(stuck_id, &settings), || taken.clone()).await;
+    let stuck = insert_with_code(&db, &new_game(stuck_id, &settings), || taken.clone()).await;
     assert!(stuck.is_err());
 
     // the code is free again once its game is gone
@@ -272,14 +274,14 @@ async fn a_code_collision_draws_another_code(db: PgPool) {
         .await;
     assert_eq!(res.status(), 200);
     let again = intent(&db, Uuid::new_v4()).await;
-    let (_, code) = join_code::insert_with_code(&db, &new_game(again, &settings), codes(&[&taken]))
+    let (_, code) = insert_with_code(&db, &new_game(again, &settings), codes(&[&taken]))
         .await
         .unwrap()
         .unwrap();
     assert_eq!(code, taken);
 }
 
-#[sqlx::test(migrator = "matchmaker::app::MIGRATOR")]
+#[sqlx::test(migrator = "matchmaker::startup::MIGRATOR")]
 async fn guessing_codes_runs_into_the_join_quota(db: PgPool) {
     let stub = crate::helpers::GameServerStub::start().await;
     let app = crate::helpers::spawn_with(

@@ -9,7 +9,7 @@ use sqlx::PgPool;
 
 use crate::helpers::{Behaviour, GameServerStub, database_url, eventually, free_port, token};
 
-#[sqlx::test(migrator = "matchmaker::app::MIGRATOR")]
+#[sqlx::test(migrator = "matchmaker::startup::MIGRATOR")]
 async fn sigterm_exits_zero_within_the_shutdown_timeout(db: PgPool) {
     let url = database_url(&db);
     let stub = GameServerStub::start().await;

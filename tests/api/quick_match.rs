@@ -20,7 +20,7 @@ async fn quick_ok(app: &TestApp, product: &str, user: &str) -> Value {
     res.json().await.unwrap()
 }
 
-#[sqlx::test(migrator = "matchmaker::app::MIGRATOR")]
+#[sqlx::test(migrator = "matchmaker::startup::MIGRATOR")]
 async fn quick_match_creates_then_fills_the_oldest_waiting_game(db: PgPool) {
     let app = spawn_app(db).await;
     // nothing waits: a new game, the caller its creator
@@ -54,7 +54,7 @@ async fn quick_match_creates_then_fills_the_oldest_waiting_game(db: PgPool) {
     assert_eq!(app.stub.calls("join_game").len(), 1);
 }
 
-#[sqlx::test(migrator = "matchmaker::app::MIGRATOR")]
+#[sqlx::test(migrator = "matchmaker::startup::MIGRATOR")]
 async fn quick_match_takes_the_oldest_game_first(db: PgPool) {
     let app = spawn_app(db).await;
     let older = app.open_game("quad", "alice").await;
@@ -71,7 +71,7 @@ async fn quick_match_takes_the_oldest_game_first(db: PgPool) {
     assert_eq!(app.open_ids("quad", "").await, vec![newer]);
 }
 
-#[sqlx::test(migrator = "matchmaker::app::MIGRATOR")]
+#[sqlx::test(migrator = "matchmaker::startup::MIGRATOR")]
 async fn a_refused_quick_match_join_moves_on_and_gives_the_seat_back(db: PgPool) {
     let app = spawn_app(db).await;
     let id = app.open_game("exrps", "alice").await;
@@ -99,7 +99,7 @@ async fn a_refused_quick_match_join_moves_on_and_gives_the_seat_back(db: PgPool)
     assert_eq!(free, 0);
 }
 
-#[sqlx::test(migrator = "matchmaker::app::MIGRATOR")]
+#[sqlx::test(migrator = "matchmaker::startup::MIGRATOR")]
 async fn quick_match_checks_product_then_token(db: PgPool) {
     let app = spawn_app(db).await;
     let res = app.post("/game_lobby/nope/quick_match", None).await;
@@ -155,7 +155,7 @@ async fn spawn_patient(db: PgPool, stub: crate::helpers::GameServerStub) -> Test
     crate::helpers::spawn_with(db, stub, settings).await
 }
 
-#[sqlx::test(migrator = "matchmaker::app::MIGRATOR")]
+#[sqlx::test(migrator = "matchmaker::startup::MIGRATOR")]
 async fn a_thousand_simultaneous_quick_matches_fill_games_seat_by_seat(db: PgPool) {
     let app = spawn_patient(db, crate::helpers::GameServerStub::start().await).await;
     const PLAYERS: usize = 1000;
@@ -206,7 +206,7 @@ async fn a_thousand_simultaneous_quick_matches_fill_games_seat_by_seat(db: PgPoo
     assert!(not_full <= 3, "{not_full} games with free seats");
 }
 
-#[sqlx::test(migrator = "matchmaker::app::MIGRATOR")]
+#[sqlx::test(migrator = "matchmaker::startup::MIGRATOR")]
 async fn one_player_quick_matching_many_times_at_once_sits_in_one_game(db: PgPool) {
     let app = spawn_app(db).await;
     // some waiting games, so some attempts join and others create
@@ -235,7 +235,7 @@ async fn one_player_quick_matching_many_times_at_once_sits_in_one_game(db: PgPoo
     .await;
 }
 
-#[sqlx::test(migrator = "matchmaker::app::MIGRATOR")]
+#[sqlx::test(migrator = "matchmaker::startup::MIGRATOR")]
 async fn quick_matches_on_two_processes_share_the_games(db: PgPool) {
     let stub = crate::helpers::GameServerStub::start().await;
     let a = spawn_patient(db.clone(), stub.clone()).await;

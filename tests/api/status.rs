@@ -6,7 +6,7 @@ use sqlx::PgPool;
 
 use crate::helpers::{problem, spawn_app};
 
-#[sqlx::test(migrator = "matchmaker::app::MIGRATOR")]
+#[sqlx::test(migrator = "matchmaker::startup::MIGRATOR")]
 async fn players_see_the_full_game_and_others_the_partial_game(db: PgPool) {
     let app = spawn_app(db).await;
     let id = app.open_game("exrps", "alice").await;
@@ -40,7 +40,7 @@ async fn players_see_the_full_game_and_others_the_partial_game(db: PgPool) {
     assert_eq!(full["token"], "feedc0ffee");
 }
 
-#[sqlx::test(migrator = "matchmaker::app::MIGRATOR")]
+#[sqlx::test(migrator = "matchmaker::startup::MIGRATOR")]
 async fn status_checks_product_then_token_then_game(db: PgPool) {
     let app = spawn_app(db).await;
     let id = app.open_game("exrps", "alice").await;

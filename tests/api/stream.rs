@@ -41,7 +41,7 @@ async fn cursor(db: &PgPool, key: &str) -> Option<String> {
     .unwrap()
 }
 
-#[sqlx::test(migrator = "matchmaker::app::MIGRATOR")]
+#[sqlx::test(migrator = "matchmaker::startup::MIGRATOR")]
 async fn stream_entries_apply_once_across_restarts(db: PgPool) {
     let key = stream_key();
     let stub = GameServerStub::start().await;
@@ -115,7 +115,7 @@ async fn stream_entries_apply_once_across_restarts(db: PgPool) {
     assert!(app.open_ids("exrps", "").await.is_empty());
 }
 
-#[sqlx::test(migrator = "matchmaker::app::MIGRATOR")]
+#[sqlx::test(migrator = "matchmaker::startup::MIGRATOR")]
 async fn one_reader_at_a_time_and_a_standby_takes_over(db: PgPool) {
     let key = stream_key();
     let stub = GameServerStub::start().await;
@@ -158,7 +158,7 @@ async fn one_reader_at_a_time_and_a_standby_takes_over(db: PgPool) {
     assert_eq!(holders().await, 1);
 }
 
-#[sqlx::test(migrator = "matchmaker::app::MIGRATOR")]
+#[sqlx::test(migrator = "matchmaker::startup::MIGRATOR")]
 async fn a_first_start_continues_from_the_old_workers_position(db: PgPool) {
     let key = stream_key();
     let stub = GameServerStub::start().await;

@@ -12,7 +12,7 @@ use crate::{
     helpers::spawn_app,
 };
 
-#[sqlx::test(migrator = "matchmaker::app::MIGRATOR")]
+#[sqlx::test(migrator = "matchmaker::startup::MIGRATOR")]
 async fn swagger_ui_lists_every_operation_and_tries_open_games(db: PgPool) {
     let Some(browser) = Browser::start().await else {
         return;

@@ -1,89 +1,22 @@
-//! Games as stored and as shown to clients (SPEC §2, §3).
+//! The shapes of the answers (docs/api.md, "Games"), built from the lobby's values, and the
+//! OpenAPI schemas of the lobby's enums.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use utoipa::ToSchema;
-use uuid::Uuid;
+use utoipa::{
+    PartialSchema, ToSchema,
+    openapi::{
+        RefOr,
+        schema::{ObjectBuilder, Schema, Type},
+    },
+};
 
-/// Lifecycle of a game (SPEC §3). Declared in order: a game only moves to the next one.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, sqlx::Type, ToSchema,
-)]
-#[sqlx(type_name = "game_state", rename_all = "snake_case")]
-#[serde(rename_all = "snake_case")]
-pub enum GameState {
-    Created,
-    CreatorJoined,
-    AllPlayersJoined,
-    InProgress,
-    Ended,
-}
-
-impl GameState {
-    pub const ALL: [GameState; 5] = [
-        Self::Created,
-        Self::CreatorJoined,
-        Self::AllPlayersJoined,
-        Self::InProgress,
-        Self::Ended,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Created => "created",
-            Self::CreatorJoined => "creator_joined",
-            Self::AllPlayersJoined => "all_players_joined",
-            Self::InProgress => "in_progress",
-            Self::Ended => "ended",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|state| state.as_str() == s)
-    }
-
-    /// The state after this one, if any.
-    pub fn next(self) -> Option<Self> {
-        Self::ALL.into_iter().find(|s| *s > self)
-    }
-}
-
-impl std::fmt::Display for GameState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A game with its held seats, as read from the database.
-#[derive(Debug, Clone)]
-pub struct Game {
-    pub game_id: Uuid,
-    pub product_id: String,
-    pub creator_id: String,
-    pub creator_name: String,
-    pub num_players: i32,
-    pub seats_taken: i32,
-    pub settings: Value,
-    pub token: String,
-    pub state: GameState,
-    pub updated_at: DateTime<Utc>,
-    pub lobby_at: Option<DateTime<Utc>>,
-    /// A private game's join code.
-    pub join_code: Option<String>,
-    /// Players whose seat the game server confirmed: creator first, then joiners in join order.
-    pub players: Vec<String>,
-}
-
-/// Game ids travel as 32 lowercase hex digits (a v4 UUID without dashes).
-pub fn game_id_text(id: Uuid) -> String {
-    id.simple().to_string()
-}
-
-/// `_last_updated`'s format, kept from the old service: `23-Nov-2026 (18:52:07.123456)`.
-pub fn legacy_time(t: DateTime<Utc>) -> String {
-    t.format("%d-%b-%Y (%H:%M:%S%.6f)").to_string()
-}
+use crate::{
+    domain::{Game, GameState, Product, game_id_text, legacy_time},
+    events::Outcome,
+    lobby::{LeaveOutcome, QuickMatchOutcome},
+};
 
 /// The full game (create and join answers).
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -165,6 +98,29 @@ pub enum GameView {
     Partial(PartialGame),
 }
 
+/// The answer to a quick match: the full game (as create and join answer it) and what happened.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({
+    "game_id": "3f0c9d5e2b7a4c1d9e8f7a6b5c4d3e2f", "product_id": "exrps",
+    "game_server_url": "http://game-rps:8080", "creator_id": "alice", "creator_name": "Alice",
+    "players": ["alice", "bob"], "settings": {"num_players": 2}, "token": "9c2e4f6a8b0d",
+    "state": "creator_joined", "_last_updated": "23-Nov-2026 (18:52:07.123456)",
+    "target_game_server": "rps.varcade.local:8085", "outcome": "joined"
+}))]
+pub struct QuickMatch {
+    #[serde(flatten)]
+    pub game: FullGame,
+    pub outcome: QuickMatchOutcome,
+}
+
+/// The answer to a leave.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"game_id": "3f0c9d5e2b7a4c1d9e8f7a6b5c4d3e2f", "outcome": "seat_released"}))]
+pub struct Left {
+    pub game_id: String,
+    pub outcome: LeaveOutcome,
+}
+
 /// A time exactly as chrono's own `Serialize` writes it (RFC 3339, `Z`, as many fraction digits
 /// as needed), but formatted once into a string: chrono's impl feeds serde_json one character at
 /// a time through its escaping writer, a tenth of an open-games page's CPU time (callgrind).
@@ -175,50 +131,119 @@ fn rfc3339<S: serde::Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::O
     }
 }
 
-impl Game {
-    pub fn full(self, game_server_url: &str, target: Option<&str>) -> FullGame {
+impl FullGame {
+    pub fn of(game: Game, product: &Product) -> Self {
         FullGame {
-            game_id: game_id_text(self.game_id),
-            product_id: self.product_id,
-            game_server_url: game_server_url.to_string(),
-            creator_id: self.creator_id,
-            creator_name: self.creator_name,
-            players: self.players,
-            settings: self.settings,
-            token: self.token,
-            state: self.state,
-            last_updated: legacy_time(self.updated_at),
-            target_game_server: target.map(str::to_string),
-            join_code: self.join_code,
-        }
-    }
-
-    pub fn partial(self, game_server_url: &str) -> PartialGame {
-        PartialGame {
-            game_id: game_id_text(self.game_id),
-            product_id: self.product_id,
-            game_server_url: game_server_url.to_string(),
-            creator_id: self.creator_id,
-            creator_name: self.creator_name,
-            players: self.players,
-            settings: self.settings,
-            free_seats: (self.num_players - self.seats_taken).max(0),
-            listed_at: self.lobby_at,
+            game_id: game_id_text(game.game_id),
+            product_id: game.product_id,
+            game_server_url: product.game_server_url.clone(),
+            creator_id: game.creator_id,
+            creator_name: game.creator_name,
+            players: game.players,
+            settings: game.settings,
+            token: game.token,
+            state: game.state,
+            last_updated: legacy_time(game.updated_at),
+            target_game_server: Some(product.game_socket_url.clone()),
+            join_code: game.join_code,
         }
     }
 }
+
+impl PartialGame {
+    pub fn of(game: Game, product: &Product) -> Self {
+        PartialGame {
+            game_id: game_id_text(game.game_id),
+            free_seats: game.free_seats(),
+            product_id: game.product_id,
+            game_server_url: product.game_server_url.clone(),
+            creator_id: game.creator_id,
+            creator_name: game.creator_name,
+            players: game.players,
+            settings: game.settings,
+            listed_at: game.lobby_at,
+        }
+    }
+
+    /// The live lobby's rendering of a listed game (the same JSON as an open-games entry).
+    pub fn json(game: &Game, product: &Product) -> serde_json::Result<String> {
+        serde_json::to_string(&Self::of(game.clone(), product))
+    }
+}
+
+impl QuickMatch {
+    pub fn of(game: Game, outcome: QuickMatchOutcome, product: &Product) -> Self {
+        Self {
+            game: FullGame::of(game, product),
+            outcome,
+        }
+    }
+}
+
+impl Left {
+    pub fn of(game_id: String, outcome: LeaveOutcome) -> Self {
+        Self { game_id, outcome }
+    }
+}
+
+/// The schema of a string enum, for enums of the lobby (which know nothing of OpenAPI).
+fn string_enum(description: &str, values: &[&str]) -> RefOr<Schema> {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .description(Some(description))
+        .enum_values(Some(values.to_vec()))
+        .into()
+}
+
+impl PartialSchema for GameState {
+    fn schema() -> RefOr<Schema> {
+        let names: Vec<&str> = GameState::ALL.iter().map(|s| s.as_str()).collect();
+        string_enum("Lifecycle of a game (docs/lifecycle.md).", &names)
+    }
+}
+impl ToSchema for GameState {}
+
+impl PartialSchema for Outcome {
+    fn schema() -> RefOr<Schema> {
+        string_enum(
+            "What applying one event did.",
+            &[
+                "applied",
+                "ignored",
+                "unknown_game",
+                "invalid_transition",
+                "malformed",
+            ],
+        )
+    }
+}
+impl ToSchema for Outcome {}
+
+impl PartialSchema for QuickMatchOutcome {
+    fn schema() -> RefOr<Schema> {
+        string_enum(
+            "What a quick match did: a seat in a waiting game, a new game, or the game the caller \
+             already waits in.",
+            &["joined", "created", "already_seated"],
+        )
+    }
+}
+impl ToSchema for QuickMatchOutcome {}
+
+impl PartialSchema for LeaveOutcome {
+    fn schema() -> RefOr<Schema> {
+        string_enum(
+            "What a leave did: a joiner's seat freed, the creator's game removed, or nothing.",
+            &["seat_released", "game_removed", "not_seated"],
+        )
+    }
+}
+impl ToSchema for LeaveOutcome {}
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use chrono::TimeZone;
-
-    #[test]
-    fn legacy_time_format() {
-        let t = Utc.with_ymd_and_hms(2026, 11, 23, 18, 52, 7).unwrap()
-            + chrono::Duration::microseconds(123_456);
-        assert_eq!(legacy_time(t), "23-Nov-2026 (18:52:07.123456)");
-    }
 
     #[test]
     fn listed_at_is_written_as_chrono_writes_it() {
@@ -241,16 +266,5 @@ mod tests {
                 assert_eq!(json["listed_at"], serde_json::to_value(listed_at).unwrap());
             }
         }
-    }
-
-    #[test]
-    fn states_move_forward_one_at_a_time() {
-        assert_eq!(GameState::Created.next(), Some(GameState::CreatorJoined));
-        assert_eq!(GameState::InProgress.next(), Some(GameState::Ended));
-        assert_eq!(GameState::Ended.next(), None);
-        assert_eq!(
-            GameState::parse("all_players_joined"),
-            Some(GameState::AllPlayersJoined)
-        );
     }
 }

@@ -1,14 +1,15 @@
-//! HTTP adapter for game servers (SPEC §4): `POST {game_server_url}/{call}` with JSON.
+//! HTTP adapter for game servers: `POST {game_server_url}/{call}` with JSON (docs/api.md, "Game
+//! servers").
 //!
-//! Outcomes are typed so callers can map them to SPEC §1's statuses: a refusal (non-2xx) is the
-//! game server's decision; unreachable and bad answers are faults of the exchange.
+//! Outcomes are typed: a refusal (non-2xx) is the game server's decision; unreachable and bad
+//! answers are faults of the exchange.
 
 use std::{sync::Arc, time::Duration};
 
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use crate::{
-    config::Product,
+    domain::{GameServerFault, Product},
     metrics::{CallKindLabels, CallLabels, Metrics},
 };
 
@@ -17,7 +18,10 @@ pub enum GameServerError {
     /// The game server answered with a non-2xx status.
     #[error("refused with status {status}: {message}")]
     Refused { status: u16, message: String },
-    /// Connection failed or the call ran past its time limit.
+    /// No connection could be made: the request was never sent.
+    #[error("could not connect: {0}")]
+    NotConnected(String),
+    /// The call ran past its time limit or the answer was cut off, after the request was sent.
     #[error("unreachable: {0}")]
     Unreachable(String),
     /// A 2xx answer we could not use (not JSON, missing `gameToken`, ...).
@@ -30,7 +34,28 @@ impl GameServerError {
     pub fn is_transient(&self) -> bool {
         match self {
             Self::Refused { status, .. } => *status >= 500 || *status == 429,
+            Self::NotConnected(_) | Self::Unreachable(_) | Self::BadAnswer(_) => true,
+        }
+    }
+
+    /// Whether the game server may have done what it was asked although the call failed. A
+    /// 4xx refusal is its decision not to; a 5xx may come after the work was done, a timeout or
+    /// a garbled answer after it was received. Whoever sees a failure that may have acted owes
+    /// the game server the undoing call (`remove_game`, `remove_player`).
+    pub fn may_have_acted(&self) -> bool {
+        match self {
+            Self::Refused { status, .. } => *status >= 500,
+            Self::NotConnected(_) => false,
             Self::Unreachable(_) | Self::BadAnswer(_) => true,
+        }
+    }
+
+    /// The fault as the client is told, for failures that are not refusals.
+    pub fn fault(&self) -> Option<GameServerFault> {
+        match self {
+            Self::Refused { .. } => None,
+            Self::NotConnected(_) | Self::Unreachable(_) => Some(GameServerFault::Unreachable),
+            Self::BadAnswer(_) => Some(GameServerFault::BadAnswer),
         }
     }
 }
@@ -175,7 +200,9 @@ impl GameServerClient {
             Ok(_) => "ok",
             Err(GameServerError::Refused { status: 404, .. }) if call == "remove_player" => "ok",
             Err(GameServerError::Refused { .. }) => "refused",
-            Err(GameServerError::Unreachable(_)) => "unreachable",
+            Err(GameServerError::NotConnected(_) | GameServerError::Unreachable(_)) => {
+                "unreachable"
+            }
             Err(GameServerError::BadAnswer(_)) => "bad_answer",
         };
         let product_id = product.product_id.clone();
@@ -206,12 +233,16 @@ impl GameServerClient {
     ) -> Result<T, GameServerError> {
         let url = format!("{base}/{call}");
         let response = self.http.post(&url).json(body).send().await.map_err(|e| {
+            if e.is_connect() {
+                tracing::warn!(call, error = %e, "game server could not be connected to");
+                return GameServerError::NotConnected(format!("{call}: could not connect"));
+            }
             let what = if e.is_timeout() {
                 "timed out"
             } else {
-                "could not connect"
+                "failed"
             };
-            tracing::warn!(call, error = %e, "game server {what}");
+            tracing::warn!(call, error = %e, "game server call {what}");
             GameServerError::Unreachable(format!("{call}: {what}"))
         })?;
         let status = response.status();
@@ -234,5 +265,25 @@ impl GameServerClient {
             tracing::warn!(call, error = %e, "game server answer is not the expected JSON");
             GameServerError::BadAnswer(format!("{call}: answer is not the expected JSON"))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_refusal_below_500_or_no_connection_means_nothing_was_done() {
+        let refused = |status| GameServerError::Refused {
+            status,
+            message: String::new(),
+        };
+        assert!(!refused(400).may_have_acted());
+        assert!(!refused(404).may_have_acted());
+        assert!(refused(500).may_have_acted());
+        assert!(refused(503).may_have_acted());
+        assert!(!GameServerError::NotConnected(String::new()).may_have_acted());
+        assert!(GameServerError::Unreachable(String::new()).may_have_acted());
+        assert!(GameServerError::BadAnswer(String::new()).may_have_acted());
     }
 }

@@ -1,12 +1,22 @@
-//! The HTTP surface: every route is declared together with its OpenAPI documentation
-//! (`utoipa-axum`), then served with Swagger UI.
+//! The HTTP surface, and the only module that knows axum and utoipa: every route is declared
+//! together with its OpenAPI documentation (`utoipa-axum`), then served with Swagger UI.
+//! Handlers turn requests into use-case calls and the lobby's answers and errors into responses
+//! (docs/api.md).
 
+mod dto;
+pub mod error;
 mod events;
+mod extract;
+mod games;
 mod health;
 mod live;
 mod lobby;
-mod lobby_plus;
 mod page;
+pub mod server;
+pub mod state;
+
+pub use dto::PartialGame;
+pub use state::{AppState, HttpConfig, Parts};
 
 use std::time::{Duration, Instant};
 
@@ -29,11 +39,8 @@ use utoipa::{
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::{
-    app::AppState,
-    error::problem,
-    metrics::{HttpLabels, RouteLabels},
-};
+use crate::metrics::{HttpLabels, RouteLabels};
+use error::problem;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -75,7 +82,7 @@ impl Modify for SecuritySchemes {
 pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(lobby::routes())
-        .merge(lobby_plus::routes())
+        .merge(games::routes())
         .merge(live::routes())
         .merge(events::routes())
         .merge(health::routes())
@@ -85,7 +92,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
 /// The whole service: API, documentation, and the layers every request goes through.
 pub fn router(state: AppState) -> Router {
     let (api, openapi) = api();
-    let cors = cors(&state.settings.cors_origins);
+    let cors = cors(&state.config.cors_origins);
     Router::new()
         .merge(SwaggerUi::new("/swagger-ui").url("/api-docs/openapi.json", openapi))
         .merge(api)
@@ -98,7 +105,7 @@ pub fn router(state: AppState) -> Router {
             )
         })
         .layer(middleware::from_fn_with_state(state.clone(), limit_body))
-        .layer(DefaultBodyLimit::max(state.settings.max_body_bytes))
+        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .layer(cors)
         .layer(
@@ -194,7 +201,7 @@ async fn track(State(state): State<AppState>, req: Request, next: Next) -> Respo
 /// Refuses bodies over `max_body_bytes` with 413: at once when `Content-Length` says so, and
 /// as a problem document when a handler's body extractor hits `DefaultBodyLimit`.
 async fn limit_body(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let limit = state.settings.max_body_bytes;
+    let limit = state.config.max_body_bytes;
     let too_large = || {
         problem(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -229,7 +236,7 @@ fn cors(origins: &[String]) -> CorsLayer {
             HeaderName::from_static("idempotency-key"),
             REQUEST_ID,
         ])
-        .expose_headers([REQUEST_ID, crate::idempotency::REPLAYED])
+        .expose_headers([REQUEST_ID, extract::REPLAYED])
         .max_age(Duration::from_secs(3600));
     if origins.is_empty() || origins.iter().any(|o| o == "*") {
         layer.allow_origin(Any)

@@ -5,11 +5,11 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::{
-    app::{AppState, MIGRATOR},
+use super::{
     error::{Problem, problem},
-    store,
+    state::AppState,
 };
+use crate::lobby::ops::Readiness;
 
 #[derive(Serialize, ToSchema)]
 struct Health {
@@ -31,36 +31,26 @@ pub fn routes() -> OpenApiRouter<AppState> {
 async fn metrics(State(state): State<AppState>) -> axum::response::Response {
     // Database gauges are read now, so they match the database exactly; if it is down, the
     // rest is still served.
-    match store::games::count_by_state(&state.db).await {
-        Ok(counts) => state.metrics.set_games(
+    let lobby = &state.lobby;
+    match lobby.census().await {
+        Ok(census) => {
             state
-                .settings
-                .products
-                .iter()
-                .map(|p| p.product_id.as_str()),
-            &counts,
-        ),
+                .metrics
+                .set_games(lobby.products().ids(), &census.games);
+            if let Some((pending, oldest)) = census.outbox {
+                state.metrics.outbox_pending.set(pending);
+                state.metrics.outbox_oldest_seconds.set(oldest);
+            }
+        }
         Err(e) => {
             // Better no series than stale ones.
             state.metrics.games.clear();
             tracing::warn!(error = %e, "metrics: games not counted");
         }
     }
-    match state.db.acquire().await {
-        Ok(mut conn) => match store::outbox::backlog(&mut conn).await {
-            Ok((pending, oldest)) => {
-                state.metrics.outbox_pending.set(pending);
-                state.metrics.outbox_oldest_seconds.set(oldest);
-            }
-            Err(e) => tracing::warn!(error = %e, "metrics: outbox not measured"),
-        },
-        Err(e) => tracing::warn!(error = %e, "metrics: outbox not measured"),
-    }
-    state
-        .metrics
-        .db_pool_connections
-        .set(i64::from(state.db.size()));
-    state.metrics.db_pool_idle.set(state.db.num_idle() as i64);
+    let (open, idle) = lobby.pool_usage();
+    state.metrics.db_pool_connections.set(i64::from(open));
+    state.metrics.db_pool_idle.set(idle as i64);
     (
         [(
             axum::http::header::CONTENT_TYPE,
@@ -86,25 +76,12 @@ async fn healthz() -> Json<Health> {
             content_type = "application/problem+json")
     ))]
 async fn readyz(State(state): State<AppState>) -> axum::response::Response {
-    let expected = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
-    let applied = sqlx::query_scalar!("select max(version) from _sqlx_migrations where success")
-        .fetch_one(&state.db)
-        .await;
-    match applied {
-        Ok(Some(v)) if v >= expected => Json(Health { status: "ready" }).into_response(),
-        Ok(_) => not_migrated(),
-        // undefined_table: no `_sqlx_migrations` yet
-        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P01") => not_migrated(),
-        Err(e) => {
-            tracing::warn!(error = %e, "readiness: database unreachable");
-            problem(StatusCode::SERVICE_UNAVAILABLE, "Database unreachable.")
-        }
+    match state.lobby.readiness().await {
+        Readiness::Ready => Json(Health { status: "ready" }).into_response(),
+        Readiness::NotMigrated => problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Database is not migrated: run `matchmaker migrate` or `sqlx migrate run`.",
+        ),
+        Readiness::Unreachable => problem(StatusCode::SERVICE_UNAVAILABLE, "Database unreachable."),
     }
-}
-
-fn not_migrated() -> axum::response::Response {
-    problem(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "Database is not migrated: run `matchmaker migrate` or `sqlx migrate run`.",
-    )
 }

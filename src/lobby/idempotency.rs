@@ -5,46 +5,35 @@
 //! wins), runs, and records its answer; concurrent retries wait for that answer. A request that
 //! fails frees the key: it created nothing, so a retry runs again.
 
-use std::{sync::Arc, time::Duration};
+use std::{future::Future, sync::Arc, time::Duration};
 
-use axum::{
-    Json,
-    http::{HeaderMap, HeaderName, HeaderValue, StatusCode},
-    response::{IntoResponse, Response},
-};
 use serde::Serialize;
+use serde_json::Value;
 use uuid::Uuid;
 
+use super::{Lobby, LobbyResult};
 use crate::{
-    app::AppState,
-    auth::Player,
-    config::Product,
-    error::{ApiError, ApiResult},
+    domain::{LobbyError, Player, Product},
     store::idempotency::{self as store, Key},
 };
 
-pub const HEADER: HeaderName = HeaderName::from_static("idempotency-key");
-/// Set on an answer replayed from an earlier request.
-pub const REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
-const MAX_KEY_LEN: usize = 255;
 /// How often a retry looks whether the first request has answered.
 const POLL: Duration = Duration::from_millis(25);
 
-/// The `Idempotency-Key` header, if sent: 1 to 255 visible ASCII characters.
-pub fn key(headers: &HeaderMap) -> ApiResult<Option<String>> {
-    let Some(value) = headers.get(&HEADER) else {
-        return Ok(None);
-    };
-    let bad = || {
-        ApiError::bad_request(
-            "Game Lobby: Invalid Idempotency-Key - expected 1 to 255 visible ASCII characters.",
-        )
-    };
-    let text = value.to_str().map_err(|_| bad())?;
-    if text.is_empty() || text.len() > MAX_KEY_LEN || !text.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(bad());
-    }
-    Ok(Some(text.to_string()))
+/// An answer: just computed, or the stored answer of an earlier request with the same key.
+pub enum Answer<T> {
+    Fresh(T),
+    Replayed(Value),
+}
+
+/// What is run once per key: the request's operation (a use case and its answer's shape).
+pub struct Request<'a> {
+    pub product: &'a Arc<Product>,
+    pub player: &'a Player,
+    pub key: Option<String>,
+    pub operation: &'static str,
+    /// Tells requests of the same operation apart (e.g. `private=true`).
+    pub request: String,
 }
 
 /// Runs `operation` once per (player, key): the first answer is stored and replayed.
@@ -53,28 +42,28 @@ pub fn key(headers: &HeaderMap) -> ApiResult<Option<String>> {
 ///
 /// The operation runs in its own task, so it finishes (and its answer is recorded) even if the
 /// client goes away: that is exactly when the client will retry.
-pub async fn run<T, F, Fut>(
-    state: &AppState,
-    product: &Arc<Product>,
-    player: &Player,
-    key: Option<String>,
-    operation: &'static str,
-    request: String,
-    run: F,
-) -> ApiResult<Response>
+pub async fn run<T, F, Fut>(lobby: &Arc<Lobby>, req: Request<'_>, run: F) -> LobbyResult<Answer<T>>
 where
     T: Serialize + Send + 'static,
-    F: FnOnce(AppState, Arc<Product>, Player) -> Fut,
-    Fut: Future<Output = ApiResult<T>> + Send + 'static,
+    F: FnOnce(Arc<Lobby>, Arc<Product>, Player) -> Fut,
+    Fut: Future<Output = LobbyResult<T>> + Send + 'static,
 {
+    let Request {
+        product,
+        player,
+        key,
+        operation,
+        request,
+    } = req;
     let Some(key) = key else {
-        let task = tokio::spawn(run(state.clone(), product.clone(), player.clone()));
-        return Ok(Json(joined(task.await)?).into_response());
+        let task = tokio::spawn(run(lobby.clone(), product.clone(), player.clone()));
+        return joined(task.await).map(Answer::Fresh);
     };
-    let settings = &state.settings;
-    let stale_secs = (settings.game_server_timeout * 10 + Duration::from_secs(10)).as_secs_f64();
+    let timeout = lobby.config.game_server_timeout;
+    let stale_secs = (timeout * 10 + Duration::from_secs(10)).as_secs_f64();
     // As long as a quick match may take: its patience, then a create.
-    let wait = settings.game_server_timeout * 4 + Duration::from_secs(6);
+    let wait = timeout * 4 + Duration::from_secs(6);
+    let db = &lobby.db;
     let started = tokio::time::Instant::now();
     let k = Key {
         player_id: &player.user_id,
@@ -86,17 +75,17 @@ where
     let mut run = Some(run);
     loop {
         let claim_id = Uuid::new_v4();
-        if store::claim(&state.db, &k, claim_id, stale_secs).await? {
+        if store::claim(db, &k, claim_id, stale_secs).await? {
             let Some(run) = run.take() else {
                 // Claimed twice by this request: cannot happen, the first claim returns.
-                return Err(ApiError::conflict(in_progress()));
+                return Err(LobbyError::IdempotencyInProgress);
             };
-            let state2 = state.clone();
+            let lobby2 = lobby.clone();
             let (product2, player2, key2) = (product.clone(), player.clone(), key.clone());
-            let fut = run(state.clone(), product.clone(), player.clone());
+            let fut = run(lobby.clone(), product.clone(), player.clone());
             let task = tokio::spawn(async move {
                 let result = fut.await;
-                let db = &state2.db;
+                let db = &lobby2.db;
                 let recorded = match &result {
                     Ok(answer) => match serde_json::to_value(answer) {
                         Ok(json) => store::complete(db, &player2.user_id, &key2, claim_id, &json)
@@ -116,33 +105,24 @@ where
                 }
                 result
             });
-            return Ok(Json(joined(task.await)?).into_response());
+            return joined(task.await).map(Answer::Fresh);
         }
-        match store::lookup(&state.db, &player.user_id, &key).await? {
+        match store::lookup(db, &player.user_id, &key).await? {
             Some(stored)
                 if stored.operation != operation
                     || stored.product_id != product.product_id
                     || stored.request != request =>
             {
-                return Err(ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "Game Lobby: This Idempotency-Key was already used for a different request.",
-                ));
+                return Err(LobbyError::IdempotencyKeyReused);
             }
             Some(store::Stored {
                 response: Some(answer),
                 ..
-            }) => {
-                let mut response = Json(answer).into_response();
-                response
-                    .headers_mut()
-                    .insert(REPLAYED, HeaderValue::from_static("true"));
-                return Ok(response);
-            }
+            }) => return Ok(Answer::Replayed(answer)),
             // Still running (or just freed by a failure: claim again).
             _ => {
                 if started.elapsed() > wait {
-                    return Err(ApiError::conflict(in_progress()));
+                    return Err(LobbyError::IdempotencyInProgress);
                 }
                 tokio::time::sleep(POLL).await;
             }
@@ -150,16 +130,9 @@ where
     }
 }
 
-fn in_progress() -> &'static str {
-    "Game Lobby: A request with this Idempotency-Key is still in progress. Retry shortly."
-}
-
-fn joined<T>(result: Result<ApiResult<T>, tokio::task::JoinError>) -> ApiResult<T> {
+fn joined<T>(result: Result<LobbyResult<T>, tokio::task::JoinError>) -> LobbyResult<T> {
     result.unwrap_or_else(|e| {
         tracing::error!(error = %e, "request task failed");
-        Err(ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "Game Lobby: Internal error. Please contact support.",
-        ))
+        Err(LobbyError::Internal)
     })
 }

@@ -1,14 +1,16 @@
-//! Game-server events (SPEC §5): one parser and one code path to apply them, shared by the Redis
-//! stream consumer and the HTTP event route.
+//! Game-server events (docs/api.md, "Events"): one parser and one code path to apply them,
+//! shared by the Redis stream intake and the HTTP event route.
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use sqlx::PgConnection;
-use utoipa::ToSchema;
+use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use crate::{config::Expiry, model::GameState, store::games as store};
+use crate::{
+    domain::{Expiry, GameState},
+    store::games as store,
+};
 
 /// An event as it arrives: a flat map of string fields.
 pub type RawEvent = BTreeMap<String, String>;
@@ -34,7 +36,7 @@ pub enum Event {
 }
 
 /// What applying one event did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// The event changed the game.
@@ -164,6 +166,29 @@ pub async fn apply(
         Event::Other(_) => Outcome::Ignored,
     };
     Ok(outcome)
+}
+
+/// Applies events reported over HTTP.
+pub struct EventSink {
+    pub db: PgPool,
+    pub expiry: Expiry,
+}
+
+impl EventSink {
+    /// Applies a request's events in one transaction; `Err(problem)` entries are malformed and
+    /// change nothing.
+    pub async fn apply_all(&self, events: &[Result<Event, String>]) -> sqlx::Result<Vec<Outcome>> {
+        let mut tx = self.db.begin().await?;
+        let mut outcomes = Vec::with_capacity(events.len());
+        for event in events {
+            outcomes.push(match event {
+                Ok(event) => apply(&mut tx, event, &self.expiry).await?,
+                Err(_) => Outcome::Malformed,
+            });
+        }
+        tx.commit().await?;
+        Ok(outcomes)
+    }
 }
 
 /// Applies state changes of distinct games in one statement, with the outcome each would have

@@ -3,25 +3,16 @@
 //!
 //! Quotas live in each process's memory: with N replicas behind a balancer a client gets at
 //! most N times the quota, which is still a bound. The open-games-per-player limit is exact
-//! across processes (it is checked in the database, see `lobby::create_game`).
+//! across processes (it is checked in the database when a create begins).
 
-use std::{
-    convert::Infallible,
-    net::{IpAddr, SocketAddr},
-    num::NonZeroU32,
-    time::Duration,
-};
+use std::{net::IpAddr, num::NonZeroU32, time::Duration};
 
-use axum::{
-    extract::{ConnectInfo, FromRequestParts},
-    http::request::Parts,
-};
 use governor::{
     DefaultKeyedRateLimiter, Quota, RateLimiter,
     clock::{Clock, DefaultClock},
 };
 
-use crate::error::ApiError;
+use crate::domain::LobbyError;
 
 pub struct RateLimits {
     player: Option<DefaultKeyedRateLimiter<String>>,
@@ -38,17 +29,19 @@ impl RateLimits {
     }
 
     /// Takes one unit of both quotas, or says how long to wait.
-    pub fn check(&self, player: &str, ip: Option<IpAddr>) -> Result<(), ApiError> {
-        let clock = DefaultClock::default();
+    pub fn check(&self, player: &str, ip: Option<IpAddr>) -> Result<(), LobbyError> {
+        // The clock is read only for a refusal: building one probes the CPU (CPUID), which is
+        // a trap under a hypervisor, and the limits are off by default.
+        let now = || DefaultClock::default().now();
         if let (Some(limiter), Some(ip)) = (&self.ip, ip) {
             limiter
                 .check_key(&ip)
-                .map_err(|wait| too_many(wait.wait_time_from(clock.now()), "address"))?;
+                .map_err(|wait| too_many(wait.wait_time_from(now()), "address"))?;
         }
         if let Some(limiter) = &self.player {
             limiter
                 .check_key(&player.to_string())
-                .map_err(|wait| too_many(wait.wait_time_from(clock.now()), "player"))?;
+                .map_err(|wait| too_many(wait.wait_time_from(now()), "player"))?;
         }
         Ok(())
     }
@@ -70,27 +63,11 @@ fn keyed<K: Clone + Eq + std::hash::Hash>(per_minute: u32) -> Option<DefaultKeye
     NonZeroU32::new(per_minute).map(|n| RateLimiter::keyed(Quota::per_minute(n)))
 }
 
-fn too_many(wait: Duration, who: &str) -> ApiError {
+fn too_many(wait: Duration, who: &'static str) -> LobbyError {
     // Whole seconds, rounded up: a client that waits that long is let in.
     let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-    ApiError::too_many_requests(
-        format!("Game Lobby: Too many games created or joined from this {who}. Retry in {secs} s."),
-        secs.max(1),
-    )
-}
-
-/// The peer's address, when the server knows it (tests that call the router directly don't).
-pub struct ClientIp(pub Option<IpAddr>);
-
-impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
-    type Rejection = Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Infallible> {
-        Ok(Self(
-            parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|c| c.0.ip()),
-        ))
+    LobbyError::RateLimited {
+        who,
+        retry_after_secs: secs.max(1),
     }
 }

@@ -6,18 +6,11 @@
 //! probability about 1 in 89,000: enumerating at the rate limits on joins (a few per second per
 //! player and per address) finds nothing in any realistic time — see docs/lobby-features.md.
 
-use chrono::{DateTime, Utc};
 use rand::Rng;
-use sqlx::PgPool;
-
-use crate::store::games::{self as store, NewGame};
 
 /// The code alphabet: digits 2-9 and capital letters without I, L and O.
 pub const ALPHABET: &str = "23456789ABCDEFGHJKMNPQRSTUVWXYZ";
 pub const LEN: usize = 6;
-/// Codes drawn before giving up; a collision is already rare, several in a row never happen
-/// unless the code space is nearly full.
-const ATTEMPTS: usize = 8;
 
 /// A fresh random code.
 pub fn generate() -> String {
@@ -41,34 +34,6 @@ pub fn normalize(raw: &str) -> Option<String> {
         .map(|c| c.to_ascii_uppercase())
         .collect();
     (code.chars().count() == LEN && code.chars().all(|c| ALPHABET.contains(c))).then_some(code)
-}
-
-/// Inserts a private game with the first code from `codes` that no live game holds; answers
-/// the game's `updated_at` and its code (`None`: the create's intent is gone, see
-/// `games::insert`).
-pub async fn insert_with_code(
-    db: &PgPool,
-    new: &NewGame<'_>,
-    mut codes: impl FnMut() -> String,
-) -> sqlx::Result<Option<(DateTime<Utc>, String)>> {
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let code = codes();
-        let with_code = NewGame {
-            join_code: Some(&code),
-            ..*new
-        };
-        match store::insert(db, &with_code).await {
-            Ok(updated_at) => return Ok(updated_at.map(|t| (t, code))),
-            Err(sqlx::Error::Database(e))
-                if e.constraint() == Some("games_join_code_idx") && attempt < ATTEMPTS =>
-            {
-                tracing::info!(attempt, "join code taken; drawing another");
-            }
-            Err(e) => return Err(e),
-        }
-    }
 }
 
 #[cfg(test)]

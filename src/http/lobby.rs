@@ -1,24 +1,30 @@
-//! The portal's lobby routes (SPEC §1), compatible with the Varcade Games matchmaker.
+//! The portal's lobby routes (docs/api.md), compatible with the Varcade Games matchmaker:
+//! list, create, join. The order of checks: product, then token, then the rest.
 
 use axum::{
     Json,
     body::Bytes,
     extract::{Path, RawQuery, State},
-    http::HeaderMap,
-    response::Response,
+    http::{HeaderMap, HeaderValue},
+    response::{IntoResponse, Response},
 };
+use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::{
-    app::AppState,
-    auth::{Player, ProductRef},
+use super::{
+    dto::{FullGame, PartialGame},
     error::{ApiError, ApiResult, Problem},
-    idempotency,
-    limits::ClientIp,
-    lobby,
-    model::{FullGame, PartialGame},
+    extract::{Caller, ClientIp, ProductRef, REPLAYED, idempotency_key, paging},
+    state::AppState,
+};
+use crate::{
+    domain::{GameRef, SettingsFilter},
+    lobby::{
+        Page,
+        idempotency::{self, Answer},
+    },
 };
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -26,6 +32,33 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(create_game))
         .routes(routes!(join_game))
         .routes(routes!(open_games))
+}
+
+/// Runs a create or quick match once per `Idempotency-Key`; a replayed answer says so.
+pub(super) async fn once<T, F, Fut>(
+    state: &AppState,
+    req: idempotency::Request<'_>,
+    run: F,
+) -> ApiResult<Response>
+where
+    T: Serialize + Send + 'static,
+    F: FnOnce(
+        std::sync::Arc<crate::lobby::Lobby>,
+        std::sync::Arc<crate::domain::Product>,
+        crate::domain::Player,
+    ) -> Fut,
+    Fut: Future<Output = crate::lobby::LobbyResult<T>> + Send + 'static,
+{
+    Ok(match idempotency::run(&state.lobby, req, run).await? {
+        Answer::Fresh(answer) => Json(answer).into_response(),
+        Answer::Replayed(answer) => {
+            let mut response = Json(answer).into_response();
+            response
+                .headers_mut()
+                .insert(REPLAYED, HeaderValue::from_static("true"));
+            response
+        }
+    })
 }
 
 /// The body of `create_game`: any JSON or none. Only `private` is read.
@@ -99,26 +132,27 @@ fn create_options(body: &[u8]) -> ApiResult<bool> {
 async fn create_game(
     State(state): State<AppState>,
     ProductRef(product): ProductRef,
-    player: Player,
+    Caller(player): Caller,
     ClientIp(ip): ClientIp,
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
-    tracing::Span::current().record("product", product.product_id.as_str());
     state.rate_limits.check(&player.user_id, ip)?;
-    let key = idempotency::key(&headers)?;
+    let key = idempotency_key(&headers)?;
     let private = create_options(&body)?;
-    idempotency::run(
-        &state,
-        &product,
-        &player,
+    let req = idempotency::Request {
+        product: &product,
+        player: &player,
         key,
-        "create_game",
-        format!("private={private}"),
-        move |state, product, player| async move {
-            lobby::create_game(&state, &product, &player, private).await
-        },
-    )
+        operation: "create_game",
+        request: format!("private={private}"),
+    };
+    // The create runs in its own task: it finishes even if the client goes away, so nothing
+    // is left half done.
+    once(&state, req, move |lobby, product, player| async move {
+        let game = lobby.create_game(&product, &player, private).await?;
+        Ok(FullGame::of(game, &product))
+    })
     .await
 }
 
@@ -160,16 +194,14 @@ async fn create_game(
 async fn join_game(
     State(state): State<AppState>,
     ProductRef(product): ProductRef,
-    player: Player,
+    Caller(player): Caller,
     ClientIp(ip): ClientIp,
     Path(path): Path<(String, String)>,
 ) -> ApiResult<Json<FullGame>> {
-    let game_id = path.1;
-    tracing::Span::current().record("product", product.product_id.as_str());
     state.rate_limits.check(&player.user_id, ip)?;
-    lobby::join_game(&state, &product, &player, &game_id)
-        .await
-        .map(Json)
+    let game = GameRef::parse(&path.1)?;
+    let game = state.lobby.join_game(&product, &player, &game).await?;
+    Ok(Json(FullGame::of(game, &product)))
 }
 
 /// List open games.
@@ -204,19 +236,50 @@ async fn open_games(
     Path(product_id): Path<String>,
     RawQuery(query): RawQuery,
 ) -> ApiResult<Json<Vec<PartialGame>>> {
-    let (mut count, mut page) = (None, None);
-    let pairs: Vec<(String, String)> = form_urlencoded::parse(query.unwrap_or_default().as_bytes())
-        .into_owned()
-        .collect();
-    for (key, value) in &pairs {
-        match key.as_str() {
-            "count" => count = Some(value.as_str()),
-            "page" => page = Some(value.as_str()),
-            _ => {}
-        }
+    let (page, filter) = ListQuery::parse(query.as_deref())?;
+    Ok(Json(list(&state, &product_id, page, &filter).await?))
+}
+
+/// A page of the open-games list as the answer shows it.
+pub(super) async fn list(
+    state: &AppState,
+    product_id: &str,
+    page: Page,
+    filter: &SettingsFilter,
+) -> ApiResult<Vec<PartialGame>> {
+    Ok(
+        match state.lobby.open_games(product_id, page, filter).await? {
+            Some((product, games)) => games
+                .into_iter()
+                .map(|g| PartialGame::of(g, &product))
+                .collect(),
+            None => Vec::new(),
+        },
+    )
+}
+
+/// The query of a list (or its live stream): `count`, `page` and `settings.<key>` filters.
+pub(super) struct ListQuery;
+
+impl ListQuery {
+    pub(super) fn parse(query: Option<&str>) -> ApiResult<(Page, SettingsFilter)> {
+        let pairs: Vec<(String, String)> =
+            form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+                .into_owned()
+                .collect();
+        // The last of a repeated parameter wins.
+        let field = |name: &str| {
+            pairs
+                .iter()
+                .rev()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+        };
+        let page = Page {
+            count: paging(field("count"))?,
+            page: paging(field("page"))?,
+        };
+        let filter = SettingsFilter::parse(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
+        Ok((page, filter))
     }
-    let settings = lobby::settings_filter(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
-    lobby::open_games(&state, &product_id, count, page, &settings)
-        .await
-        .map(Json)
 }

@@ -17,10 +17,9 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::{
-    config::Settings,
+    domain::{Expiry, GameState},
     events::{self, Event, Outcome, RawEvent},
     metrics::{EventLabels, Metrics, StreamLabels},
-    model::GameState,
     store,
 };
 
@@ -31,18 +30,32 @@ const BLOCK_MS: usize = 1000;
 /// How often a standby process tries to become the reader.
 const STANDBY_RETRY: Duration = Duration::from_secs(1);
 
-/// Runs until `shutdown`: stands by, reads when it holds the lock, recovers from outages.
-pub async fn run(
-    db: PgPool,
-    settings: Settings,
-    metrics: Arc<Metrics>,
-    redis_url: String,
-    shutdown: CancellationToken,
-) {
-    let key = settings.event_stream_key.clone();
+pub struct StreamIntake {
+    pub db: PgPool,
+    pub redis_url: String,
+    pub key: String,
+    pub expiry: Expiry,
+    pub metrics: Arc<Metrics>,
+}
+
+impl StreamIntake {
+    /// Runs until `shutdown`: stands by, reads when it holds the lock, recovers from outages.
+    pub async fn run(self, shutdown: CancellationToken) {
+        run(self, shutdown).await
+    }
+}
+
+async fn run(intake: StreamIntake, shutdown: CancellationToken) {
+    let StreamIntake {
+        db,
+        redis_url,
+        key,
+        expiry,
+        metrics,
+    } = intake;
     let mut pause = Duration::from_millis(200);
     while !shutdown.is_cancelled() {
-        match lead(&db, &settings, &metrics, &redis_url, &key, &shutdown).await {
+        match lead(&db, &expiry, &metrics, &redis_url, &key, &shutdown).await {
             Ok(()) => pause = Duration::from_millis(200),
             Err(e) => {
                 tracing::warn!(error = %e, stream = %key, "event stream intake interrupted; retrying");
@@ -60,20 +73,14 @@ pub async fn run(
 /// shutting down, Err on a database or Redis failure.
 async fn lead(
     db: &PgPool,
-    settings: &Settings,
+    expiry: &Expiry,
     metrics: &Metrics,
     redis_url: &str,
     key: &str,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
     let mut conn = db.acquire().await?.detach();
-    let locked = sqlx::query_scalar!(
-        r#"select pg_try_advisory_lock(hashtext('matchmaker event stream ' || $1)) as "locked!""#,
-        key
-    )
-    .fetch_one(&mut conn)
-    .await?;
-    if !locked {
+    if !store::cursor::try_lock_reader(&mut conn, key).await? {
         tokio::select! {
             _ = shutdown.cancelled() => {}
             _ = tokio::time::sleep(STANDBY_RETRY) => {}
@@ -82,7 +89,7 @@ async fn lead(
     }
     tracing::info!(stream = key, "reading the game event stream");
 
-    let result = read_loop(&mut conn, settings, metrics, redis_url, key, shutdown).await;
+    let result = read_loop(&mut conn, expiry, metrics, redis_url, key, shutdown).await;
     // Closing the connection releases the advisory lock for a standby process.
     let _ = conn.close().await;
     result
@@ -90,7 +97,7 @@ async fn lead(
 
 async fn read_loop(
     conn: &mut PgConnection,
-    settings: &Settings,
+    expiry: &Expiry,
     metrics: &Metrics,
     redis_url: &str,
     key: &str,
@@ -131,7 +138,7 @@ async fn read_loop(
             continue;
         };
         let last_id = last_id.clone();
-        match apply_batch(conn, settings, key, &entries, &last_id).await {
+        match apply_batch(conn, expiry, key, &entries, &last_id).await {
             Ok(outcomes) => count(metrics, &outcomes),
             Err(sqlx::Error::Database(e)) => {
                 // One entry the database refuses must not stall the stream: go one by one.
@@ -139,7 +146,7 @@ async fn read_loop(
                 for entry in &entries {
                     let id = &entry.0;
                     let one = std::slice::from_ref(entry);
-                    match apply_batch(conn, settings, key, one, id).await {
+                    match apply_batch(conn, expiry, key, one, id).await {
                         Ok(outcomes) => count(metrics, &outcomes),
                         Err(e) => {
                             let sqlx::Error::Database(e) = e else {
@@ -169,7 +176,7 @@ async fn read_loop(
 /// Applies entries and moves the cursor to `last_id`, all in one transaction.
 async fn apply_batch(
     conn: &mut PgConnection,
-    settings: &Settings,
+    expiry: &Expiry,
     key: &str,
     entries: &[(String, RawEvent)],
     last_id: &str,
@@ -184,10 +191,10 @@ async fn apply_batch(
         // game server reporting creators connecting); anything else goes one at a time.
         let run = state_change_run(&parsed[next..]);
         let done: Vec<Outcome> = if run.len() > 1 {
-            events::apply_state_changes(&mut tx, &run, &settings.expiry).await?
+            events::apply_state_changes(&mut tx, &run, expiry).await?
         } else {
             let outcome = match &parsed[next] {
-                Ok(event) => events::apply(&mut tx, event, &settings.expiry).await?,
+                Ok(event) => events::apply(&mut tx, event, expiry).await?,
                 Err(problem) => {
                     let id = &entries[next].0;
                     tracing::warn!(entry = %id, %problem, "malformed stream entry skipped");

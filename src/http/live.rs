@@ -1,51 +1,29 @@
 //! `GET /game_lobby/{product_id}/open_games/stream`: the live lobby as Server-Sent Events.
 
-use std::convert::Infallible;
+use std::{convert::Infallible, time::Duration};
 
 use axum::{
-    extract::{FromRequestParts, Path, RawQuery, State},
-    http::{HeaderValue, header, request::Parts},
+    extract::{Path, RawQuery, State},
+    http::{HeaderValue, header},
     response::{
         IntoResponse, Response,
-        sse::{KeepAlive, Sse},
+        sse::{Event, KeepAlive, Sse},
     },
 };
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::{
-    app::AppState,
-    auth::{Player, ProductRef},
+use super::{
+    dto::PartialGame,
     error::{ApiError, ApiResult, Problem},
-    live, lobby,
-    model::PartialGame,
+    extract::{ProductRef, StreamCaller},
+    lobby::{ListQuery, list},
+    state::AppState,
 };
+use crate::live;
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(open_games_stream))
-}
-
-/// The player of a live-lobby stream: the `Authorization` header, or else an `access_token`
-/// query parameter, because a browser's `EventSource` cannot send headers. Accepted on this
-/// route only: everywhere else a token in a URL is ignored.
-pub struct StreamPlayer(pub Player);
-
-impl FromRequestParts<AppState> for StreamPlayer {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        if parts.headers.contains_key(header::AUTHORIZATION) {
-            return Player::from_request_parts(parts, state)
-                .await
-                .map(StreamPlayer);
-        }
-        let token = form_urlencoded::parse(parts.uri.query().unwrap_or_default().as_bytes())
-            .find(|(k, _)| k == "access_token")
-            .map(|(_, v)| format!("Bearer {v}"));
-        let player = state.auth.verify(token.as_deref().map(str::as_bytes))?;
-        tracing::Span::current().record("player", player.user_id.as_str());
-        Ok(StreamPlayer(player))
-    }
 }
 
 /// Live lobby (Server-Sent Events).
@@ -87,53 +65,43 @@ impl FromRequestParts<AppState> for StreamPlayer {
 async fn open_games_stream(
     State(state): State<AppState>,
     ProductRef(product): ProductRef,
-    StreamPlayer(_player): StreamPlayer,
+    StreamCaller(_player): StreamCaller,
     Path(_product_id): Path<String>,
     RawQuery(query): RawQuery,
 ) -> ApiResult<Response> {
-    tracing::Span::current().record("product", product.product_id.as_str());
-    let pairs: Vec<(String, String)> = form_urlencoded::parse(query.unwrap_or_default().as_bytes())
-        .into_owned()
-        .collect();
-    let field = |name: &str| {
-        pairs
-            .iter()
-            .rev()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    };
-    let filter = lobby::settings_filter(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
+    let (page, filter) = ListQuery::parse(query.as_deref())?;
     // Subscribe first, then read the page: no change falls between the two (one may show twice,
     // which `listed`/`changed` being "insert or replace" absorbs).
-    let changes = state.lobby.subscribe().await?;
-    let page = lobby::open_games(
-        &state,
-        &product.product_id,
-        field("count"),
-        field("page"),
-        &filter,
-    )
-    .await?;
+    let changes = state.hub.subscribe().await?;
+    let page = list(&state, &product.product_id, page, &filter).await?;
     let snapshot = serde_json::to_string(&page).map_err(|e| {
         tracing::error!(error = %e, "snapshot not serialised");
-        ApiError::new(
-            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-            "Game Lobby: Internal error. Please contact support.",
-        )
+        ApiError::internal()
     })?;
-    let events = live::events(
-        snapshot,
+    let first = Event::default()
+        .event("snapshot")
+        .data(snapshot)
+        .retry(Duration::from_secs(2));
+    let rest = live::changes(
         changes,
         product.product_id.clone(),
         filter,
-        state.lobby.closed(),
-    );
-    Ok(sse(events, state.settings.lobby_stream_heartbeat))
+        state.hub.closed(),
+    )
+    .map(|change| {
+        Event::default()
+            .event(change.kind.as_str())
+            .data(change.data.as_str())
+    });
+    let events = futures::stream::once(async move { first })
+        .chain(rest)
+        .map(Ok);
+    Ok(sse(events, state.config.lobby_stream_heartbeat))
 }
 
 fn sse(
-    events: impl Stream<Item = Result<axum::response::sse::Event, Infallible>> + Send + 'static,
-    heartbeat: std::time::Duration,
+    events: impl Stream<Item = Result<Event, Infallible>> + Send + 'static,
+    heartbeat: Duration,
 ) -> Response {
     let mut response = Sse::new(events)
         .keep_alive(KeepAlive::new().interval(heartbeat).text("heartbeat"))

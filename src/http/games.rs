@@ -1,5 +1,5 @@
-//! Lobby routes beyond the old service (issue 6). Same order of checks as SPEC §1:
-//! product → authentication → everything else.
+//! The player's own games, beyond the old contract (docs/lobby-features.md): status, leave,
+//! quick match, join by code. Same order of checks: product, then token, then the rest.
 
 use axum::{
     Json,
@@ -9,15 +9,14 @@ use axum::{
 };
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::{
-    app::AppState,
-    auth::{Player, ProductRef},
+use super::{
+    dto::{FullGame, GameView, Left, PartialGame, QuickMatch},
     error::{ApiResult, Problem},
-    idempotency,
-    limits::ClientIp,
-    lobby_plus::{self, Left, QuickMatch},
-    model::{FullGame, GameView},
+    extract::{Caller, ClientIp, ProductRef, idempotency_key},
+    lobby::once,
+    state::AppState,
 };
+use crate::{domain::GameRef, lobby::idempotency};
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -68,14 +67,16 @@ pub fn routes() -> OpenApiRouter<AppState> {
 async fn game_status(
     State(state): State<AppState>,
     ProductRef(product): ProductRef,
-    player: Player,
+    Caller(player): Caller,
     Path(path): Path<(String, String)>,
 ) -> ApiResult<Json<GameView>> {
-    let game_id = path.1;
-    tracing::Span::current().record("product", product.product_id.as_str());
-    lobby_plus::game_status(&state, &product, &player, &game_id)
-        .await
-        .map(Json)
+    let game = GameRef::parse(&path.1)?;
+    let game = state.lobby.game_status(&product, &game).await?;
+    Ok(Json(if game.seats(&player.user_id) {
+        GameView::Full(FullGame::of(game, &product))
+    } else {
+        GameView::Partial(PartialGame::of(game, &product))
+    }))
 }
 
 /// Leave a game.
@@ -111,14 +112,12 @@ async fn game_status(
 async fn leave_game(
     State(state): State<AppState>,
     ProductRef(product): ProductRef,
-    player: Player,
+    Caller(player): Caller,
     Path(path): Path<(String, String)>,
 ) -> ApiResult<Json<Left>> {
-    let game_id = path.1;
-    tracing::Span::current().record("product", product.product_id.as_str());
-    lobby_plus::leave_game(&state, &product, &player, &game_id)
-        .await
-        .map(Json)
+    let game = GameRef::parse(&path.1)?;
+    let outcome = state.lobby.leave_game(&product, &player, &game).await?;
+    Ok(Json(Left::of(game.text, outcome)))
 }
 
 /// Quick match.
@@ -161,26 +160,25 @@ async fn leave_game(
 async fn quick_match(
     State(state): State<AppState>,
     ProductRef(product): ProductRef,
-    player: Player,
+    Caller(player): Caller,
     ClientIp(ip): ClientIp,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    tracing::Span::current().record("product", product.product_id.as_str());
     state.rate_limits.check(&player.user_id, ip)?;
-    let key = idempotency::key(&headers)?;
+    let key = idempotency_key(&headers)?;
+    let req = idempotency::Request {
+        product: &product,
+        player: &player,
+        key,
+        operation: "quick_match",
+        request: String::new(),
+    };
     // The quick match runs in its own task: it finishes even if the client goes away, so no
     // reservation is left behind.
-    idempotency::run(
-        &state,
-        &product,
-        &player,
-        key,
-        "quick_match",
-        String::new(),
-        |state, product, player| async move {
-            lobby_plus::quick_match(&state, &product, &player).await
-        },
-    )
+    once(&state, req, |lobby, product, player| async move {
+        let (game, outcome) = lobby.quick_match(&product, &player).await?;
+        Ok(QuickMatch::of(game, outcome, &product))
+    })
     .await
 }
 
@@ -220,15 +218,12 @@ async fn quick_match(
 async fn join_by_code(
     State(state): State<AppState>,
     ProductRef(product): ProductRef,
-    player: Player,
+    Caller(player): Caller,
     ClientIp(ip): ClientIp,
     Path(path): Path<(String, String)>,
 ) -> ApiResult<Json<FullGame>> {
-    let code = path.1;
-    tracing::Span::current().record("product", product.product_id.as_str());
     // Every guess at a code costs one unit of the player's and the address's join quota.
     state.rate_limits.check(&player.user_id, ip)?;
-    lobby_plus::join_by_code(&state, &product, &player, &code)
-        .await
-        .map(Json)
+    let game = state.lobby.join_by_code(&product, &player, &path.1).await?;
+    Ok(Json(FullGame::of(game, &product)))
 }

@@ -12,11 +12,13 @@ use serde_json::Value;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::{
-    app::AppState,
-    auth::ProductRef,
+use super::{
     error::{ApiError, ApiResult, Problem},
-    events::{self, Event, Outcome, RawEvent},
+    extract::ProductRef,
+    state::AppState,
+};
+use crate::{
+    events::{Event, Outcome, RawEvent},
     metrics::EventLabels,
 };
 
@@ -27,7 +29,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(post_events))
 }
 
-/// One event, as on the stream (SPEC §5). `product_id` may be left out: it defaults to the path's.
+/// One event, as on the stream (docs/api.md, "Events"). `product_id` may be left out: it defaults to the path's.
 #[derive(ToSchema)]
 #[schema(example = json!({"type": "state_change", "game_id": "3f0c9d5e2b7a4c1d9e8f7a6b5c4d3e2f", "new_state": "creator_joined"}))]
 #[allow(dead_code)] // documentation only: events are read as flat maps of strings
@@ -125,24 +127,21 @@ async fn post_events(
         )));
     }
 
-    let mut tx = state.db.begin().await?;
-    let mut results = Vec::with_capacity(items.len());
-    for (index, item) in items.into_iter().enumerate() {
-        let parsed = flatten(item, &product.product_id).and_then(|raw| Event::parse(&raw));
-        let (outcome, detail) = match parsed {
-            Ok(event) => (
-                events::apply(&mut tx, &event, &state.settings.expiry).await?,
-                None,
-            ),
-            Err(problem) => (Outcome::Malformed, Some(problem)),
-        };
-        results.push(EventResult {
+    let parsed: Vec<Result<Event, String>> = items
+        .into_iter()
+        .map(|item| flatten(item, &product.product_id).and_then(|raw| Event::parse(&raw)))
+        .collect();
+    let outcomes = state.events.apply_all(&parsed).await?;
+    let results: Vec<EventResult> = parsed
+        .into_iter()
+        .zip(outcomes)
+        .enumerate()
+        .map(|(index, (parsed, outcome))| EventResult {
             index,
             outcome,
-            detail,
-        });
-    }
-    tx.commit().await?;
+            detail: parsed.err(),
+        })
+        .collect();
     for r in &results {
         state
             .metrics

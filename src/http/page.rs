@@ -10,11 +10,12 @@ use axum::{
 };
 use serde_json::{Value, json};
 
-use crate::{app::AppState, auth::mint_token};
+use super::state::AppState;
+use crate::auth::mint_token;
 
-const INDEX: &str = include_str!("../page/index.html");
-const SCRIPT: &str = include_str!("../page/app.js");
-const STYLE: &str = include_str!("../page/app.css");
+const INDEX: &str = include_str!("page_assets/index.html");
+const SCRIPT: &str = include_str!("page_assets/app.js");
+const STYLE: &str = include_str!("page_assets/app.css");
 
 /// Lifetime of the sample players' tokens.
 const SAMPLE_TOKEN_TTL_SECS: u64 = 12 * 3600;
@@ -51,20 +52,20 @@ async fn style() -> Response {
 /// whoever loads the page may act as them).
 async fn config(State(state): State<AppState>) -> Json<Value> {
     let products: Vec<Value> = state
-        .settings
-        .products
+        .lobby
+        .products()
         .iter()
         .map(|p| json!({"product_id": p.product_id, "num_players": p.num_players}))
         .collect();
     let samples: Vec<Value> = state
-        .settings
+        .config
         .sample_players
         .iter()
         .map(|s| {
             json!({
                 "user_id": s.user_id,
                 "username": s.username,
-                "token": mint_token(&state.settings.secret_key, &s.user_id, &s.username, SAMPLE_TOKEN_TTL_SECS),
+                "token": mint_token(&state.config.secret_key, &s.user_id, &s.username, SAMPLE_TOKEN_TTL_SECS),
             })
         })
         .collect();

@@ -1,0 +1,6 @@
+/// The calling player, from a valid token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Player {
+    pub user_id: String,
+    pub username: String,
+}

@@ -1,0 +1,159 @@
+//! Extractors: the product named by the path, the calling player, the client's address, the
+//! `Idempotency-Key`. Handlers take the product before the player, so an unknown product
+//! answers 400 before the token is even looked at.
+
+use std::{
+    convert::Infallible,
+    net::{IpAddr, SocketAddr},
+    sync::Arc,
+};
+
+use axum::{
+    extract::{ConnectInfo, FromRequestParts, RawPathParams},
+    http::{HeaderMap, HeaderName, header::AUTHORIZATION, request::Parts},
+};
+
+use super::{
+    error::{ApiError, ApiResult},
+    state::AppState,
+};
+use crate::domain::{Player, Product};
+
+/// The calling player, from the `Authorization` header.
+pub struct Caller(pub Player);
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let header = parts.headers.get(AUTHORIZATION).map(|v| v.as_bytes());
+        let player = state.auth.verify(header)?;
+        tracing::Span::current().record("player", player.user_id.as_str());
+        Ok(Caller(player))
+    }
+}
+
+/// The player of a live-lobby stream: the `Authorization` header, or else an `access_token`
+/// query parameter, because a browser's `EventSource` cannot send headers. Accepted on that
+/// route only: everywhere else a token in a URL is ignored.
+pub struct StreamCaller(pub Player);
+
+impl FromRequestParts<AppState> for StreamCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if parts.headers.contains_key(AUTHORIZATION) {
+            let Caller(player) = Caller::from_request_parts(parts, state).await?;
+            return Ok(StreamCaller(player));
+        }
+        let token = form_urlencoded::parse(parts.uri.query().unwrap_or_default().as_bytes())
+            .find(|(k, _)| k == "access_token")
+            .map(|(_, v)| format!("Bearer {v}"));
+        let player = state.auth.verify(token.as_deref().map(str::as_bytes))?;
+        tracing::Span::current().record("player", player.user_id.as_str());
+        Ok(StreamCaller(player))
+    }
+}
+
+/// The product named by the `{product_id}` path segment; 400 when it is not configured.
+pub struct ProductRef(pub Arc<Product>);
+
+impl FromRequestParts<AppState> for ProductRef {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let params = RawPathParams::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::invalid_product())?;
+        let id = params
+            .iter()
+            .find(|(k, _)| *k == "product_id")
+            .map(|(_, v)| v)
+            .ok_or_else(ApiError::invalid_product)?;
+        let product = state
+            .lobby
+            .product(id)
+            .ok_or_else(ApiError::invalid_product)?;
+        tracing::Span::current().record("product", product.product_id.as_str());
+        Ok(ProductRef(product))
+    }
+}
+
+/// The peer's address, when the server knows it (tests that call the router directly don't).
+pub struct ClientIp(pub Option<IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Infallible> {
+        Ok(Self(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip()),
+        ))
+    }
+}
+
+pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+/// Set on an answer replayed from an earlier request.
+pub const REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
+const MAX_KEY_LEN: usize = 255;
+
+/// The `Idempotency-Key` header, if sent: 1 to 255 visible ASCII characters.
+pub fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
+    let Some(value) = headers.get(&IDEMPOTENCY_KEY) else {
+        return Ok(None);
+    };
+    let bad = || {
+        ApiError::bad_request(
+            "Game Lobby: Invalid Idempotency-Key - expected 1 to 255 visible ASCII characters.",
+        )
+    };
+    let text = value.to_str().map_err(|_| bad())?;
+    if text.is_empty() || text.len() > MAX_KEY_LEN || !text.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(bad());
+    }
+    Ok(Some(text.to_string()))
+}
+
+/// A non-negative integer; digits beyond u64 saturate (a huge page is simply empty).
+pub fn paging(raw: Option<&str>) -> ApiResult<Option<u64>> {
+    let Some(raw) = raw else { return Ok(None) };
+    let text = raw.trim();
+    let (negative, digits) = match text.as_bytes().first() {
+        Some(b'-') => (true, &text[1..]),
+        Some(b'+') => (false, &text[1..]),
+        _ => (false, text),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ApiError::bad_request(
+            "Invalid request - page size and entry count must be integers.",
+        ));
+    }
+    if negative && digits.bytes().any(|b| b != b'0') {
+        return Err(ApiError::bad_request(
+            "Invalid request - page size and entry count must not be negative.",
+        ));
+    }
+    Ok(Some(digits.parse::<u64>().unwrap_or(u64::MAX)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paging_values() {
+        assert_eq!(paging(Some("7")).unwrap(), Some(7));
+        assert_eq!(paging(Some("-0")).unwrap(), Some(0));
+        assert_eq!(
+            paging(Some("99999999999999999999999")).unwrap(),
+            Some(u64::MAX)
+        );
+        for bad in ["abc", "1.5", ""] {
+            assert!(paging(Some(bad)).unwrap_err().detail.contains("integers"));
+        }
+        assert!(paging(Some("-3")).unwrap_err().detail.contains("negative"));
+    }
+}

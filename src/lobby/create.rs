@@ -1,0 +1,206 @@
+//! Creating a game: the one flow behind create_game, private games and a quick match that finds
+//! no seat.
+//!
+//! 0. an intent row, within the creator's open-games limit (a crash after the game server's
+//!    answer leaves a trace the reaper turns into a `remove_game`);
+//! 1. the game server's `create_game`, outside any transaction;
+//! 2. the game's insert, which consumes the intent. Any failure after step 1 that may have left
+//!    the game on the game server owes it a `remove_game` in the transaction that drops the intent.
+
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::{Lobby, LobbyResult};
+use crate::{
+    domain::{Game, GameState, LobbyError, Player, Product, game_id_text, join_code},
+    store::{
+        self,
+        games::{self as games, NewGame, SeatStatus},
+        intents, outbox,
+    },
+};
+
+/// What kind of game a create makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Listed once its creator connects.
+    Public,
+    /// Never listed nor quick-matched; others join it by its code.
+    Private,
+    /// Public, for a quick match: if the player got a seat elsewhere meanwhile, that seat wins.
+    QuickMatch,
+}
+
+/// What a create came to.
+#[derive(Debug)]
+pub enum Created {
+    /// The new game, as just written.
+    Game(Box<Game>),
+    /// (Quick match only) the player got a seat in this waiting game while the game server was
+    /// creating theirs; the new game is dropped again.
+    AlreadyWaiting(Uuid, SeatStatus),
+}
+
+impl Lobby {
+    /// Creates a public or private game with `player` as its creator.
+    pub async fn create_game(
+        &self,
+        product: &Product,
+        player: &Player,
+        private: bool,
+    ) -> LobbyResult<Game> {
+        let kind = if private { Kind::Private } else { Kind::Public };
+        match self.create(product, player, kind).await? {
+            Created::Game(game) => Ok(*game),
+            // Only a quick match's create looks for a seat elsewhere.
+            Created::AlreadyWaiting(..) => Err(LobbyError::Internal),
+        }
+    }
+
+    pub(super) async fn create(
+        &self,
+        product: &Product,
+        player: &Player,
+        kind: Kind,
+    ) -> LobbyResult<Created> {
+        let game_id = Uuid::new_v4();
+        tracing::Span::current().record("game_id", game_id_text(game_id).as_str());
+        self.begin_create(product, player, game_id).await?;
+
+        let answer = self
+            .game_servers
+            .create_game(
+                product,
+                &game_id_text(game_id),
+                &player.user_id,
+                &player.username,
+            )
+            .await;
+        let token = match answer {
+            Ok(token) => token,
+            Err(e) => {
+                self.abandon_create(product, game_id, e.may_have_acted())
+                    .await;
+                return Err(e
+                    .fault()
+                    .map_or(LobbyError::CreateRefused, LobbyError::GameServer));
+            }
+        };
+
+        let settings = Value::Object(product.settings.clone());
+        let new = NewGame {
+            game_id,
+            product_id: &product.product_id,
+            creator_id: &player.user_id,
+            creator_name: &player.username,
+            num_players: product.num_players,
+            settings: &settings,
+            token: &token,
+            expires_in_secs: self.config.expiry.secs(GameState::Created),
+            join_code: None,
+        };
+        let saved = match kind {
+            Kind::Public => games::insert(&self.db, &new)
+                .await
+                .map(|t| t.map(|t| Ok((t, None)))),
+            Kind::Private => games::insert_with_code(&self.db, &new, join_code::generate)
+                .await
+                .map(|saved| saved.map(|(t, code)| Ok((t, Some(code))))),
+            Kind::QuickMatch => self.insert_unless_waiting(product, player, &new).await,
+        };
+        let (updated_at, join_code) = match saved {
+            Ok(Some(Ok(saved))) => saved,
+            Ok(Some(Err((existing, status)))) => {
+                self.abandon_create(product, game_id, true).await;
+                return Ok(Created::AlreadyWaiting(existing, status));
+            }
+            Ok(None) => return Err(LobbyError::AnsweredTooLate),
+            Err(e) => {
+                tracing::error!(error = %e, game_id = %game_id.simple(), "saving a created game failed; removing it from the game server");
+                self.abandon_create(product, game_id, true).await;
+                return Err(if store::unavailable(&e) {
+                    LobbyError::Unavailable
+                } else {
+                    LobbyError::SaveFailed
+                });
+            }
+        };
+        Ok(Created::Game(Box::new(Game {
+            game_id,
+            product_id: product.product_id.clone(),
+            creator_id: player.user_id.clone(),
+            creator_name: player.username.clone(),
+            num_players: product.num_players,
+            seats_taken: 1,
+            settings,
+            token,
+            state: GameState::Created,
+            updated_at,
+            lobby_at: None,
+            join_code,
+            players: vec![player.user_id.clone()],
+        })))
+    }
+
+    /// Step 0: the intent row, within the creator's open-games limit.
+    async fn begin_create(
+        &self,
+        product: &Product,
+        player: &Player,
+        game_id: Uuid,
+    ) -> LobbyResult<()> {
+        let limit = self.config.max_open_games_per_player;
+        let mut conn = self.db.acquire().await?;
+        if intents::begin(
+            &mut conn,
+            game_id,
+            &product.product_id,
+            &player.user_id,
+            limit,
+        )
+        .await?
+        {
+            return Ok(());
+        }
+        Err(LobbyError::TooManyOpenGames { limit })
+    }
+
+    /// The quick match's insert: unless the player meanwhile got a seat in a waiting game of
+    /// the product (then that seat, and nothing is inserted).
+    async fn insert_unless_waiting(
+        &self,
+        product: &Product,
+        player: &Player,
+        new: &NewGame<'_>,
+    ) -> sqlx::Result<
+        Option<Result<(chrono::DateTime<chrono::Utc>, Option<String>), (Uuid, SeatStatus)>>,
+    > {
+        let mut tx = self.db.begin().await?;
+        games::lock_quick_matcher(&mut tx, &product.product_id, &player.user_id).await?;
+        if let Some(seat) =
+            games::waiting_seat(&mut tx, &product.product_id, &player.user_id).await?
+        {
+            tx.rollback().await?;
+            return Ok(Some(Err(seat)));
+        }
+        let updated_at = games::insert(&mut *tx, new).await?;
+        tx.commit().await?;
+        Ok(updated_at.map(|t| Ok((t, None))))
+    }
+
+    /// Drops a create's intent, owing the game server a `remove_game` when it may hold the
+    /// game. If the database cannot be reached, the intent stays and the reaper owes the
+    /// removal once it is overdue.
+    async fn abandon_create(&self, product: &Product, game_id: Uuid, owe_removal: bool) {
+        let result = async {
+            let mut tx = self.db.begin().await?;
+            if intents::cancel(&mut *tx, game_id).await? && owe_removal {
+                outbox::owe_remove_game(&mut *tx, &product.product_id, game_id).await?;
+            }
+            tx.commit().await
+        };
+        if let Err(e) = result.await {
+            tracing::error!(error = %e, game_id = %game_id.simple(), "could not drop a failed create's intent; the reaper will");
+        }
+    }
+}

@@ -1,0 +1,83 @@
+//! The lobby's use cases: create, join (by id, by code, and the seat a quick match takes),
+//! quick match, leave, status and the open-games list. No HTTP here: each use case takes the
+//! product and the player, and answers domain values or a [`LobbyError`].
+//!
+//! Game-server calls never happen inside a database transaction: what must be undone on a game
+//! server if this process dies is written down first (a create intent, a seat reservation), and
+//! calls owed to it go through the outbox in the owing transaction (docs/design.md).
+
+mod create;
+pub mod idempotency;
+mod join;
+mod leave;
+pub mod limits;
+mod listing;
+pub mod ops;
+mod quick_match;
+
+use std::{sync::Arc, time::Duration};
+
+use sqlx::PgPool;
+
+pub use create::Created;
+pub use leave::LeaveOutcome;
+pub use listing::Page;
+pub use quick_match::QuickMatchOutcome;
+
+use crate::{
+    domain::{Expiry, LobbyError, Product, Products},
+    game_server::GameServerClient,
+};
+
+/// The rules' settings.
+#[derive(Debug, Clone)]
+pub struct LobbyConfig {
+    pub expiry: Expiry,
+    /// Games one player may have waiting for players at once; 0 = no limit.
+    pub max_open_games_per_player: u32,
+    pub page_size: u32,
+    pub max_page_size: u32,
+    /// Time limit of one game-server call (quick match and idempotent retries wait longer).
+    pub game_server_timeout: Duration,
+}
+
+/// The lobby service: everything a use case needs, and nothing else.
+pub struct Lobby {
+    db: PgPool,
+    game_servers: GameServerClient,
+    products: Products,
+    config: LobbyConfig,
+    /// Keeps a burst of quick matches from creating more games than needed.
+    creations: quick_match::Gates,
+}
+
+impl Lobby {
+    pub fn new(
+        db: PgPool,
+        game_servers: GameServerClient,
+        products: Products,
+        config: LobbyConfig,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            db,
+            game_servers,
+            products,
+            config,
+            creations: Default::default(),
+        })
+    }
+
+    pub fn product(&self, product_id: &str) -> Option<Arc<Product>> {
+        self.products.get(product_id)
+    }
+
+    pub fn products(&self) -> &Products {
+        &self.products
+    }
+
+    pub fn config(&self) -> &LobbyConfig {
+        &self.config
+    }
+}
+
+pub type LobbyResult<T> = Result<T, LobbyError>;

@@ -1,0 +1,243 @@
+//! Quick match: a seat in the oldest game of the product that waits for players (`created` or
+//! `creator_joined`) with a free seat nobody is locking right now, or a new game. The seat is
+//! taken with join's steps 2 and 3, the game made with create's flow.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, PoisonError},
+    time::Duration,
+};
+
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use super::{
+    Lobby, LobbyResult,
+    create::{Created, Kind},
+    join::{Confirmed, pause},
+};
+use crate::{
+    domain::{Game, GameState, LobbyError, Player, Product},
+    store::games::{self as games, SeatStatus},
+};
+
+/// What a quick match did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QuickMatchOutcome {
+    /// A seat in a game that was waiting for players.
+    Joined,
+    /// No game had a free seat: a new one, with the caller as its creator.
+    Created,
+    /// The caller already waits in a game of this product: that game.
+    AlreadySeated,
+}
+
+/// Game-server refusals a quick match takes (trying the next game each time) before it
+/// creates a game instead.
+const REFUSALS: usize = 3;
+/// Longest a quick match looks for a seat (games held by others for a moment, games being
+/// created by others) before it creates a game itself; at least twice the game-server timeout.
+const PATIENCE: Duration = Duration::from_secs(5);
+
+/// What the reservation step of a quick match found.
+enum Pick {
+    /// A seat is reserved in this game (in this state): ask the game server.
+    Reserved(Uuid, GameState),
+    /// The player already holds a seat in a waiting game of this product.
+    Seated(Uuid),
+    /// The player's own join or quick match is still being confirmed.
+    InFlight,
+    /// Every game with a free seat is held by another request right now.
+    Busy,
+    /// No game has a free seat.
+    Nothing,
+}
+
+impl Lobby {
+    pub async fn quick_match(
+        &self,
+        product: &Product,
+        player: &Player,
+    ) -> LobbyResult<(Game, QuickMatchOutcome)> {
+        let mut refused = Vec::new();
+        let mut busy = 0u32;
+        let patience = PATIENCE.max(self.config.game_server_timeout * 2);
+        let deadline = tokio::time::Instant::now() + patience;
+        loop {
+            let out_of_patience = tokio::time::Instant::now() >= deadline;
+            match self.pick(product, player, &refused).await? {
+                Pick::Seated(game_id) => return self.seated(product, game_id).await,
+                Pick::InFlight => return Err(LobbyError::QuickMatchInProgress),
+                Pick::Busy | Pick::Nothing if out_of_patience => {
+                    return self.create_for_match(product, player).await;
+                }
+                // Every free seat is held by another request for a moment: it will be taken or
+                // given back soon; look again rather than create a game that may not be needed.
+                Pick::Busy => {
+                    busy += 1;
+                    pause(busy.min(3)).await;
+                }
+                Pick::Nothing => match self.creations.turn(product) {
+                    Turn::Create => {
+                        let created = self.create_for_match(product, player).await;
+                        self.creations.created(product);
+                        return created;
+                    }
+                    Turn::Wait(mut done) => {
+                        let _ = tokio::time::timeout_at(deadline, done.changed()).await;
+                        self.creations.woken(product);
+                        busy = 0;
+                    }
+                },
+                Pick::Reserved(game_id, game_state) => {
+                    let expiry = self.config.expiry.secs(game_state);
+                    match self.confirm_seat(product, player, game_id, expiry).await? {
+                        Confirmed::Held(game) => return Ok((*game, QuickMatchOutcome::Joined)),
+                        // The game vanished while the game server was asked: look again.
+                        Confirmed::Gone => {}
+                        Confirmed::Refused => {
+                            refused.push(game_id);
+                            if refused.len() >= REFUSALS {
+                                return self.create_for_match(product, player).await;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// One short transaction: the player's own waiting seat, else a seat in the oldest waiting
+    /// game nobody holds. Games whose game server refused this request are not tried again.
+    async fn pick(&self, product: &Product, player: &Player, except: &[Uuid]) -> LobbyResult<Pick> {
+        let mut tx = self.db.begin().await?;
+        games::lock_quick_matcher(&mut tx, &product.product_id, &player.user_id).await?;
+        if let Some((game_id, status)) =
+            games::waiting_seat(&mut tx, &product.product_id, &player.user_id).await?
+        {
+            tx.rollback().await?;
+            return Ok(match status {
+                SeatStatus::Held => Pick::Seated(game_id),
+                SeatStatus::Reserved => Pick::InFlight,
+            });
+        }
+        let target = games::lock_quick_match_target(&mut tx, &product.product_id, except).await?;
+        let Some(target) = target else {
+            let busy = games::any_quick_match_target(&mut tx, &product.product_id, except).await?;
+            tx.rollback().await?;
+            return Ok(if busy { Pick::Busy } else { Pick::Nothing });
+        };
+        let expiry = self.config.expiry.secs(target.state);
+        let seat = games::reserve_seat(
+            &mut tx,
+            target.game_id,
+            &player.user_id,
+            &player.username,
+            expiry,
+        )
+        .await?;
+        if seat.is_none() {
+            // Filled up by a commit between the scan and the lock: look again.
+            tx.rollback().await?;
+            return Ok(Pick::Busy);
+        }
+        tx.commit().await?;
+        Ok(Pick::Reserved(target.game_id, target.state))
+    }
+
+    async fn seated(
+        &self,
+        product: &Product,
+        game_id: Uuid,
+    ) -> LobbyResult<(Game, QuickMatchOutcome)> {
+        let game = games::fetch(&self.db, game_id, &product.product_id)
+            .await?
+            .ok_or(LobbyError::NoLongerAvailable)?;
+        Ok((game, QuickMatchOutcome::AlreadySeated))
+    }
+
+    async fn create_for_match(
+        &self,
+        product: &Product,
+        player: &Player,
+    ) -> LobbyResult<(Game, QuickMatchOutcome)> {
+        match self.create(product, player, Kind::QuickMatch).await? {
+            Created::Game(game) => Ok((*game, QuickMatchOutcome::Created)),
+            Created::AlreadyWaiting(existing, SeatStatus::Held) => {
+                self.seated(product, existing).await
+            }
+            Created::AlreadyWaiting(_, SeatStatus::Reserved) => {
+                Err(LobbyError::QuickMatchInProgress)
+            }
+        }
+    }
+}
+
+/// Keeps a burst of quick matches from creating a game each: a request that finds no free seat
+/// creates a game only if the games this process is already creating for the product will not
+/// seat the requests already waiting for them; otherwise it waits for the next creation to
+/// finish and looks again. Per process: several processes may each create one game too many,
+/// which is the "give or take the requests that raced" of a crowd.
+#[derive(Default)]
+pub(super) struct Gates(Mutex<HashMap<String, Arc<Gate>>>);
+
+struct Gate {
+    counts: Mutex<GateCounts>,
+    /// Bumped whenever a creation ends (well or not): wakes the waiters.
+    done: watch::Sender<u64>,
+}
+
+#[derive(Default)]
+struct GateCounts {
+    creating: usize,
+    waiting: usize,
+}
+
+enum Turn {
+    /// Create a game; call [`Gates::created`] when done.
+    Create,
+    /// Wait on this receiver for a creation to end, then call [`Gates::woken`] and look again.
+    Wait(watch::Receiver<u64>),
+}
+
+impl Gates {
+    fn gate(&self, product_id: &str) -> Arc<Gate> {
+        let mut gates = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        gates
+            .entry(product_id.to_string())
+            .or_insert_with(|| {
+                Arc::new(Gate {
+                    counts: Mutex::default(),
+                    done: watch::Sender::new(0),
+                })
+            })
+            .clone()
+    }
+
+    fn turn(&self, product: &Product) -> Turn {
+        let gate = self.gate(&product.product_id);
+        let mut counts = gate.counts.lock().unwrap_or_else(PoisonError::into_inner);
+        let seats_coming = counts.creating * (product.num_players.max(2) as usize - 1);
+        if counts.waiting < seats_coming {
+            counts.waiting += 1;
+            Turn::Wait(gate.done.subscribe())
+        } else {
+            counts.creating += 1;
+            Turn::Create
+        }
+    }
+
+    fn woken(&self, product: &Product) {
+        let gate = self.gate(&product.product_id);
+        let mut counts = gate.counts.lock().unwrap_or_else(PoisonError::into_inner);
+        counts.waiting = counts.waiting.saturating_sub(1);
+    }
+
+    fn created(&self, product: &Product) {
+        let gate = self.gate(&product.product_id);
+        let mut counts = gate.counts.lock().unwrap_or_else(PoisonError::into_inner);
+        counts.creating = counts.creating.saturating_sub(1);
+        gate.done.send_modify(|n| *n = n.wrapping_add(1));
+    }
+}

@@ -33,6 +33,7 @@ api-fuzz: build
 
 lint:
 	$(CARGO) fmt --all --check
+	scripts/check-layers.sh
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 ## Load test against the database's own ceiling (pgbench with the service's SQL); see

@@ -5,7 +5,6 @@
 use std::{sync::Arc, time::Duration};
 
 use anyhow::Context;
-use axum::Router;
 use sqlx::{
     PgPool,
     postgres::{PgConnectOptions, PgPoolOptions},
@@ -52,7 +51,7 @@ pub fn pool(settings: &Settings) -> anyhow::Result<PgPool> {
 /// The parts of a running service.
 pub struct Application {
     listener: TcpListener,
-    router: Router,
+    http: AppState,
     settings: Settings,
     db: PgPool,
     lobby: Arc<Lobby>,
@@ -105,7 +104,7 @@ impl Application {
         });
         Ok(Self {
             listener,
-            router: http::router(state),
+            http: state,
             settings,
             db,
             lobby,
@@ -177,9 +176,9 @@ impl Application {
         };
         tasks.spawn(listener.run(shutdown.clone()));
         tracing::info!(address = %self.listener.local_addr()?, "serving");
-        http::server::serve(
+        http::serve(
             self.listener,
-            self.router,
+            self.http,
             settings.header_read_timeout,
             shutdown.clone(),
         )

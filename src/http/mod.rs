@@ -12,11 +12,21 @@ mod health;
 mod live;
 mod lobby;
 mod page;
-pub mod server;
-pub mod state;
+mod server;
+mod state;
 
 pub use dto::PartialGame;
 pub use state::{AppState, HttpConfig, Parts};
+
+/// Serves the API on `listener` until `shutdown` (see `server`).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    header_read_timeout: Duration,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    server::serve(listener, router(state), header_read_timeout, shutdown).await;
+}
 
 use std::time::{Duration, Instant};
 

@@ -25,6 +25,7 @@ const MAX_CLAIM_LEN: usize = 256;
 pub struct Authenticator {
     key: DecodingKey,
     validation: Validation,
+    require_expiry: bool,
 }
 
 #[derive(Deserialize)]
@@ -32,6 +33,38 @@ struct Claims {
     user_id: Option<Value>,
     username: Option<Value>,
     token_type: Option<Value>,
+    exp: Option<Value>,
+    nbf: Option<Value>,
+    iat: Option<Value>,
+}
+
+/// Our own check of the time claims: jsonwebtoken checks them only when they parse as unsigned
+/// integers and lets a string, a negative or a fractional date through unchecked. A time claim,
+/// when present, must be a number (RFC 7519's NumericDate may be fractional).
+fn time_claims_hold(claims: &Claims, require_exp: bool) -> bool {
+    let date = |v: &Option<Value>| match v {
+        None => Ok(None),
+        Some(Value::Number(n)) => n.as_f64().filter(|t| t.is_finite()).map(Some).ok_or(()),
+        Some(_) => Err(()),
+    };
+    let (Ok(exp), Ok(nbf), Ok(_iat)) = (date(&claims.exp), date(&claims.nbf), date(&claims.iat))
+    else {
+        return false;
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    if require_exp && exp.is_none() {
+        return false;
+    }
+    // No leeway: the portal and the matchmaker share a clock source in practice.
+    exp.is_none_or(|exp| now <= exp) && nbf.is_none_or(|nbf| nbf <= now)
+}
+
+/// A user id or username fit to store and show: not blank, not absurdly long, no control
+/// characters (Postgres text cannot even hold NUL).
+fn plausible_name(s: &str) -> bool {
+    !s.trim().is_empty() && s.len() <= MAX_CLAIM_LEN && !s.chars().any(char::is_control)
 }
 
 impl Authenticator {
@@ -39,16 +72,15 @@ impl Authenticator {
         // HS256 only: `alg: none`, RS256 with the secret as a "public key", and every other
         // algorithm fail here before the signature is looked at.
         let mut validation = Validation::new(Algorithm::HS256);
-        validation.leeway = 0;
-        validation.validate_nbf = true;
+        // The time claims are checked by `time_claims_hold`, by type too.
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
         validation.validate_aud = false;
         validation.required_spec_claims.clear();
-        if require_expiry {
-            validation.set_required_spec_claims(&["exp"]);
-        }
         Self {
             key: DecodingKey::from_secret(secret.as_bytes()),
             validation,
+            require_expiry,
         }
     }
 
@@ -73,6 +105,9 @@ impl Authenticator {
                 refuse()
             })?
             .claims;
+        if !time_claims_hold(&claims, self.require_expiry) {
+            return Err(refuse());
+        }
         if let Some(kind) = &claims.token_type {
             if kind.as_str() != Some("access") {
                 return Err(refuse());
@@ -87,8 +122,7 @@ impl Authenticator {
             Some(Value::String(s)) => s,
             _ => return Err(refuse()),
         };
-        let fits = |s: &str| !s.trim().is_empty() && s.len() <= MAX_CLAIM_LEN;
-        if !fits(&user_id) || !fits(&username) {
+        if !plausible_name(&user_id) || !plausible_name(&username) {
             return Err(refuse());
         }
         Ok(Player { user_id, username })
@@ -149,6 +183,38 @@ mod tests {
             .verify(Some(format!("Bearer {numeric}").as_bytes()))
             .unwrap();
         assert_eq!(p.user_id, "42");
+        // time claims must be numbers, and hold
+        let signed = |claims: serde_json::Value| {
+            let t = jsonwebtoken::encode(
+                &Header::new(Algorithm::HS256),
+                &claims,
+                &EncodingKey::from_secret(b"k"),
+            )
+            .unwrap();
+            auth.verify(Some(format!("Bearer {t}").as_bytes()))
+        };
+        let now = jsonwebtoken::get_current_timestamp() as f64;
+        let who = |extra: serde_json::Value| {
+            let mut c = serde_json::json!({"user_id": "u", "username": "n"});
+            c.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            c
+        };
+        assert!(signed(who(serde_json::json!({"exp": now + 60.5}))).is_ok());
+        for bad in [
+            serde_json::json!({"exp": "9999999999"}),
+            serde_json::json!({"exp": -1}),
+            serde_json::json!({"exp": now - 0.5}),
+            serde_json::json!({"exp": null}),
+            serde_json::json!({"nbf": now + 60.0}),
+            serde_json::json!({"nbf": "0"}),
+            serde_json::json!({"iat": "yesterday"}),
+            serde_json::json!({"user_id": "a\u{0}b"}),
+            serde_json::json!({"username": "tab\there"}),
+        ] {
+            assert_eq!(signed(who(bad.clone())), Err(AuthError::Invalid), "{bad}");
+        }
         // no exp: refused only when expiry is required
         let strict = Authenticator::new("k", true);
         assert!(

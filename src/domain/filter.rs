@@ -30,6 +30,13 @@ impl SettingsFilter {
                 )));
             }
             let value = serde_json::from_str::<Value>(raw).unwrap_or_else(|_| Value::from(raw));
+            // Postgres' jsonb cannot hold NUL (`\u0000`), in a key or a string.
+            if key.contains('\0') || holds_nul(&value) {
+                return Err(LobbyError::BadFilter(format!(
+                    "Invalid request - the settings filter `settings.{}` contains a NUL character.",
+                    key.replace('\0', "\\u0000")
+                )));
+            }
             filter.insert(key.to_string(), value);
             if filter.len() > MAX_FILTERS {
                 return Err(LobbyError::BadFilter(format!(
@@ -49,6 +56,16 @@ impl SettingsFilter {
 
     pub fn matches(&self, settings: &Value) -> bool {
         contains(settings, self.as_json())
+    }
+}
+
+/// Whether a NUL character stands anywhere in a JSON value's strings or keys.
+pub fn holds_nul(value: &Value) -> bool {
+    match value {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(holds_nul),
+        Value::Object(fields) => fields.iter().any(|(k, v)| k.contains('\0') || holds_nul(v)),
+        _ => false,
     }
 }
 
@@ -88,6 +105,19 @@ mod tests {
         assert_eq!(SettingsFilter::parse([]).unwrap().as_json(), &json!({}));
         assert_eq!(SettingsFilter::default().as_json(), &json!({}));
         assert!(SettingsFilter::parse([("settings.", "x")]).is_err());
+        for (key, value) in [
+            ("settings.mode", "\0"),
+            ("settings.mode", "\"\\u0000\""),
+            ("settings.\0", "1"),
+            ("settings.mode", "{\"a\": [\"\\u0000\"]}"),
+            ("settings.mode", "{\"\\u0000\": 1}"),
+        ] {
+            let err = SettingsFilter::parse([(key, value)]).unwrap_err();
+            assert!(
+                matches!(&err, LobbyError::BadFilter(m) if m.contains("settings.") && m.contains("NUL")),
+                "{key}={value}: {err:?}"
+            );
+        }
         let many: Vec<(String, &str)> = (0..11).map(|i| (format!("settings.k{i}"), "v")).collect();
         assert!(SettingsFilter::parse(many.iter().map(|(k, v)| (k.as_str(), *v))).is_err());
     }

@@ -5,7 +5,7 @@ use axum::{
     Json,
     body::Bytes,
     extract::State,
-    http::{HeaderMap, StatusCode, header::AUTHORIZATION},
+    http::{HeaderMap, StatusCode},
 };
 use serde::Serialize;
 use serde_json::Value;
@@ -14,7 +14,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
     error::{ApiError, ApiResult, Problem},
-    extract::ProductRef,
+    extract::{ProductRef, authorization},
     state::AppState,
 };
 use crate::{
@@ -99,9 +99,11 @@ async fn post_events(
             "Event intake over HTTP is off for this product (no event_key configured).",
         ));
     };
-    let presented = headers
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
+    // A repeated header presents no key.
+    let presented = authorization(&headers)
+        .ok()
+        .flatten()
+        .and_then(|v| std::str::from_utf8(v).ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
     if !presented.is_some_and(|p| constant_time_eq(p.as_bytes(), expected.as_bytes())) {

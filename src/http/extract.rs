@@ -9,7 +9,7 @@ use std::{
 };
 
 use axum::{
-    extract::{ConnectInfo, FromRequestParts, RawPathParams},
+    extract::{ConnectInfo, FromRequestParts, Path, RawPathParams},
     http::{HeaderMap, HeaderName, header::AUTHORIZATION, request::Parts},
 };
 
@@ -17,7 +17,10 @@ use super::{
     error::{ApiError, ApiResult},
     state::AppState,
 };
-use crate::domain::{Player, Product};
+use crate::{
+    auth::AuthError,
+    domain::{Player, Product},
+};
 
 /// The calling player, from the `Authorization` header.
 pub struct Caller(pub Player);
@@ -26,10 +29,43 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let header = parts.headers.get(AUTHORIZATION).map(|v| v.as_bytes());
+        let header = authorization(&parts.headers)?;
         let player = state.auth.verify(header)?;
         tracing::Span::current().record("player", player.user_id.as_str());
         Ok(Caller(player))
+    }
+}
+
+/// The one `Authorization` header's value. HTTP does not allow the header twice; a request that
+/// repeats it (a valid token and a forged one, say) is refused rather than judged by either.
+pub fn authorization(headers: &HeaderMap) -> ApiResult<Option<&[u8]>> {
+    let mut values = headers.get_all(AUTHORIZATION).iter();
+    let first = values.next().map(|v| v.as_bytes());
+    if values.next().is_some() {
+        return Err(AuthError::Invalid.into());
+    }
+    Ok(first)
+}
+
+/// Path parameters, with a problem document (not axum's plain text) when a segment cannot be
+/// read, e.g. percent-encoded bytes that are not UTF-8.
+pub struct PathParams<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for PathParams<T>
+where
+    T: serde::de::DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(value)) => Ok(Self(value)),
+            Err(rejection) => Err(ApiError::bad_request(format!(
+                "Invalid request - {}",
+                rejection.body_text()
+            ))),
+        }
     }
 }
 

@@ -1,18 +1,13 @@
 //! The player's own games, beyond the old contract (docs/lobby-features.md): status, leave,
 //! quick match, join by code. Same order of checks: product, then token, then the rest.
 
-use axum::{
-    Json,
-    extract::{Path, State},
-    http::HeaderMap,
-    response::Response,
-};
+use axum::{Json, extract::State, http::HeaderMap, response::Response};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
     dto::{FullGame, GameView, Left, PartialGame, QuickMatch},
     error::{ApiResult, Problem},
-    extract::{Caller, ClientIp, ProductRef, idempotency_key},
+    extract::{Caller, ClientIp, PathParams, ProductRef, idempotency_key},
     lobby::once,
     state::AppState,
 };
@@ -68,7 +63,7 @@ async fn game_status(
     State(state): State<AppState>,
     ProductRef(product): ProductRef,
     Caller(player): Caller,
-    Path(path): Path<(String, String)>,
+    PathParams(path): PathParams<(String, String)>,
 ) -> ApiResult<Json<GameView>> {
     let game = GameRef::parse(&path.1)?;
     let game = state.lobby.game_status(&product, &game).await?;
@@ -113,7 +108,7 @@ async fn leave_game(
     State(state): State<AppState>,
     ProductRef(product): ProductRef,
     Caller(player): Caller,
-    Path(path): Path<(String, String)>,
+    PathParams(path): PathParams<(String, String)>,
 ) -> ApiResult<Json<Left>> {
     let game = GameRef::parse(&path.1)?;
     let outcome = state.lobby.leave_game(&product, &player, &game).await?;
@@ -220,7 +215,7 @@ async fn join_by_code(
     ProductRef(product): ProductRef,
     Caller(player): Caller,
     ClientIp(ip): ClientIp,
-    Path(path): Path<(String, String)>,
+    PathParams(path): PathParams<(String, String)>,
 ) -> ApiResult<Json<FullGame>> {
     // Every guess at a code costs one unit of the player's and the address's join quota.
     state.rate_limits.check(&player.user_id, ip)?;

@@ -3,7 +3,7 @@
 use std::{convert::Infallible, time::Duration};
 
 use axum::{
-    extract::{Path, RawQuery, State},
+    extract::{RawQuery, State},
     http::{HeaderValue, header},
     response::{
         IntoResponse, Response,
@@ -16,7 +16,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use super::{
     dto::PartialGame,
     error::{ApiError, ApiResult, Problem},
-    extract::{ProductRef, StreamCaller},
+    extract::{PathParams, ProductRef, StreamCaller},
     lobby::{ListQuery, list},
     state::AppState,
 };
@@ -66,7 +66,7 @@ async fn open_games_stream(
     State(state): State<AppState>,
     ProductRef(product): ProductRef,
     StreamCaller(_player): StreamCaller,
-    Path(_product_id): Path<String>,
+    PathParams(_product_id): PathParams<String>,
     RawQuery(query): RawQuery,
 ) -> ApiResult<Response> {
     let (page, filter) = ListQuery::parse(query.as_deref())?;

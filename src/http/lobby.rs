@@ -4,7 +4,7 @@
 use axum::{
     Json,
     body::Bytes,
-    extract::{Path, RawQuery, State},
+    extract::{RawQuery, State},
     http::{HeaderMap, HeaderValue},
     response::{IntoResponse, Response},
 };
@@ -16,7 +16,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use super::{
     dto::{FullGame, PartialGame},
     error::{ApiError, ApiResult, Problem},
-    extract::{Caller, ClientIp, ProductRef, REPLAYED, idempotency_key, paging},
+    extract::{Caller, ClientIp, PathParams, ProductRef, REPLAYED, idempotency_key, paging},
     state::AppState,
 };
 use crate::{
@@ -196,7 +196,7 @@ async fn join_game(
     ProductRef(product): ProductRef,
     Caller(player): Caller,
     ClientIp(ip): ClientIp,
-    Path(path): Path<(String, String)>,
+    PathParams(path): PathParams<(String, String)>,
 ) -> ApiResult<Json<FullGame>> {
     state.rate_limits.check(&player.user_id, ip)?;
     let game = GameRef::parse(&path.1)?;
@@ -233,7 +233,7 @@ async fn join_game(
 )]
 async fn open_games(
     State(state): State<AppState>,
-    Path(product_id): Path<String>,
+    PathParams(product_id): PathParams<String>,
     RawQuery(query): RawQuery,
 ) -> ApiResult<Json<Vec<PartialGame>>> {
     let (page, filter) = ListQuery::parse(query.as_deref())?;

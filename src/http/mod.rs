@@ -115,6 +115,7 @@ pub fn router(state: AppState) -> Router {
             )
         })
         .layer(middleware::from_fn_with_state(state.clone(), limit_body))
+        .layer(middleware::from_fn(errors_are_problems))
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .layer(cors)
@@ -235,6 +236,40 @@ async fn limit_body(State(state): State<AppState>, req: Request, next: Next) -> 
         return too_large();
     }
     response
+}
+
+/// Makes every error answer a problem document, including those that do not come from our
+/// handlers: axum's own rejections (plain text) and Swagger UI's empty 404s. A plain-text body
+/// becomes the `detail`.
+async fn errors_are_problems(req: Request, next: Next) -> Response {
+    let response = next.run(req).await;
+    let status = response.status();
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes() == b"application/problem+json");
+    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 4096)
+        .await
+        .ok()
+        .and_then(|b| String::from_utf8(b.to_vec()).ok())
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty() && !t.starts_with('<') && !t.starts_with('{'));
+    let detail = text.unwrap_or_else(|| match status {
+        StatusCode::NOT_FOUND => "No such route or file.".to_string(),
+        other => other.canonical_reason().unwrap_or("Error").to_string(),
+    });
+    let mut problem = problem(status, detail);
+    // Keep what the original said about retrying or allowed methods.
+    for name in [header::RETRY_AFTER, header::ALLOW] {
+        if let Some(v) = parts.headers.get(&name) {
+            problem.headers_mut().insert(name, v.clone());
+        }
+    }
+    problem
 }
 
 fn cors(origins: &[String]) -> CorsLayer {

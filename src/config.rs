@@ -1,12 +1,24 @@
-//! Settings: command line and environment (`clap`) over a TOML file over defaults.
+//! Settings, in layers: built-in defaults < TOML file < environment < command line.
 //!
-//! Every setting has exactly one TOML key and one environment variable; `matchmaker --help`
-//! lists them all. Validation happens once, here, so the rest of the code can trust `Settings`.
+//! `figment` merges the layers and deserializes the result straight into [`Settings`], so a
+//! setting is written down in three places: its flag and environment variable ([`Overrides`],
+//! which is what `matchmaker --help` prints), its field in [`Settings`] (with the rule that
+//! checks it), and its default in `DEFAULTS`. A test holds the help text to the other two.
+//! clap reads the environment, so flags win over variables; both win over the file.
+//!
+//! Validation happens once, here, so the rest of the code can trust `Settings`. Every problem
+//! names its TOML key (`games[0].settings.num_players`), whichever layer the value came from.
 
-use std::{collections::HashSet, fmt, net::SocketAddr, path::PathBuf, time::Duration};
+use std::{collections::HashSet, net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand, builder::BoolishValueParser};
-use serde::Deserialize;
+use figment::{
+    Figment, Metadata, Profile, Provider,
+    error::Kind,
+    providers::{Format, Toml},
+    value::{Dict, Value as Layered},
+};
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 pub use crate::domain::{Expiry, Product};
@@ -42,10 +54,14 @@ pub enum Command {
 }
 
 /// Settings given on the command line or in the environment; each wins over the TOML file.
-#[derive(Args, Default)]
+///
+/// Serialized, a field's name is its TOML key (a dot nests it); unset fields leave the lower
+/// layers alone.
+#[derive(Args, Default, Serialize)]
 pub struct Overrides {
     /// TOML configuration file.
     #[arg(long = "config", env = "MATCHMAKER_CONFIG", global = true)]
+    #[serde(skip)]
     pub config: Option<PathBuf>,
     /// Address to serve on [toml: bind] [default: 0.0.0.0:5050]
     #[arg(long, env = "MATCHMAKER_BIND", global = true)]
@@ -100,18 +116,23 @@ pub struct Overrides {
     pub database_max_connections: Option<u32>,
     /// Seconds a game may stay `created` [toml: expiry.created] [default: 60]
     #[arg(long, env = "MATCHMAKER_EXPIRY__CREATED", global = true)]
+    #[serde(rename = "expiry.created")]
     pub expiry_created: Option<u64>,
     /// Seconds a game may stay `creator_joined` without a change [toml: expiry.creator_joined] [default: 60]
     #[arg(long, env = "MATCHMAKER_EXPIRY__CREATOR_JOINED", global = true)]
+    #[serde(rename = "expiry.creator_joined")]
     pub expiry_creator_joined: Option<u64>,
     /// Seconds a game may stay `all_players_joined` [toml: expiry.all_players_joined] [default: 600]
     #[arg(long, env = "MATCHMAKER_EXPIRY__ALL_PLAYERS_JOINED", global = true)]
+    #[serde(rename = "expiry.all_players_joined")]
     pub expiry_all_players_joined: Option<u64>,
     /// Seconds a game may stay `in_progress` [toml: expiry.in_progress] [default: 1200]
     #[arg(long, env = "MATCHMAKER_EXPIRY__IN_PROGRESS", global = true)]
+    #[serde(rename = "expiry.in_progress")]
     pub expiry_in_progress: Option<u64>,
     /// Seconds a game may stay `ended` [toml: expiry.ended] [default: 300]
     #[arg(long, env = "MATCHMAKER_EXPIRY__ENDED", global = true)]
+    #[serde(rename = "expiry.ended")]
     pub expiry_ended: Option<u64>,
     /// How often the reaper looks for expired games, in ms [toml: reaper_interval_ms] [default: 1000]
     #[arg(long, env = "MATCHMAKER_REAPER_INTERVAL_MS", global = true)]
@@ -155,8 +176,8 @@ pub struct Overrides {
 }
 
 // Secrets never reach a log line, not even through `{:?}`.
-impl fmt::Debug for Overrides {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl std::fmt::Debug for Overrides {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Overrides")
             .field("config", &self.config)
             .field("bind", &self.bind)
@@ -164,39 +185,118 @@ impl fmt::Debug for Overrides {
     }
 }
 
-/// The TOML file, as written. Unknown keys are refused.
-#[derive(Debug, Default, Deserialize)]
+/// Validated settings: the layers merged, then deserialized. A field's TOML key is its name
+/// unless it says otherwise; `rule::…` is what a value must satisfy. Build it with
+/// [`Settings::load`] or [`Settings::from_toml`], which also check the rules between fields.
+/// Secrets never reach a log line, not even through `{:?}`.
+#[derive(Clone, Deserialize, derive_more::Debug)]
 #[serde(deny_unknown_fields)]
-struct FileConfig {
-    bind: Option<String>,
-    database_url: Option<String>,
-    secret_key: Option<String>,
-    require_token_expiry: Option<bool>,
-    event_stream_url: Option<String>,
-    event_stream_key: Option<String>,
-    game_server_timeout_ms: Option<u64>,
-    lobby_page_size: Option<u32>,
-    lobby_max_page_size: Option<u32>,
-    cors_origins: Option<Vec<String>>,
-    migrate_on_start: Option<bool>,
-    database_max_connections: Option<u32>,
-    log_format: Option<String>,
-    reaper_interval_ms: Option<u64>,
-    reservation_timeout_ms: Option<u64>,
-    outbox_max_attempts: Option<u32>,
-    outbox_backoff_ms: Option<u64>,
-    shutdown_timeout_ms: Option<u64>,
-    lobby_stream_heartbeat_ms: Option<u64>,
-    lobby_stream_buffer: Option<usize>,
-    max_body_bytes: Option<u64>,
-    header_read_timeout_ms: Option<u64>,
-    rate_limit_player_per_minute: Option<u32>,
-    rate_limit_ip_per_minute: Option<u32>,
-    max_open_games_per_player: Option<u32>,
-    expiry: Option<FileExpiry>,
-    games: Option<Vec<FileGame>>,
-    sample_players: Option<Vec<SamplePlayer>>,
+pub struct Settings {
+    #[serde(deserialize_with = "rule::address")]
+    pub bind: SocketAddr,
+    #[serde(deserialize_with = "rule::postgres_url")]
+    #[debug("<redacted>")]
+    pub database_url: String,
+    #[serde(deserialize_with = "rule::at_least::<2, _, _>")]
+    pub database_max_connections: u32,
+    #[serde(deserialize_with = "rule::required")]
+    #[debug("<redacted>")]
+    pub secret_key: String,
+    pub require_token_expiry: bool,
+    #[serde(default, deserialize_with = "rule::redis_url")]
+    #[debug("{:?}", event_stream_url.as_ref().map(|_| "<redacted>"))]
+    pub event_stream_url: Option<String>,
+    #[serde(deserialize_with = "rule::non_empty")]
+    pub event_stream_key: String,
+    #[serde(rename = "game_server_timeout_ms", deserialize_with = "rule::millis")]
+    pub game_server_timeout: Duration,
+    /// At most `lobby_max_page_size` (checked after deserializing).
+    pub lobby_page_size: u32,
+    #[serde(deserialize_with = "rule::between::<1, 1000, _, _>")]
+    pub lobby_max_page_size: u32,
+    /// Empty means any origin.
+    #[serde(deserialize_with = "rule::origins")]
+    pub cors_origins: Vec<String>,
+    pub migrate_on_start: bool,
+    #[serde(deserialize_with = "rule::log_format")]
+    pub log_format: LogFormat,
+    #[serde(with = "ExpirySecs")]
+    pub expiry: Expiry,
+    #[serde(rename = "reaper_interval_ms", deserialize_with = "rule::millis")]
+    pub reaper_interval: Duration,
+    /// Longer than `game_server_timeout` (checked after deserializing).
+    #[serde(rename = "reservation_timeout_ms", deserialize_with = "rule::millis")]
+    pub reservation_timeout: Duration,
+    #[serde(deserialize_with = "rule::at_least::<1, _, _>")]
+    pub outbox_max_attempts: u32,
+    #[serde(rename = "outbox_backoff_ms", deserialize_with = "rule::millis")]
+    pub outbox_backoff: Duration,
+    #[serde(rename = "shutdown_timeout_ms", deserialize_with = "rule::millis")]
+    pub shutdown_timeout: Duration,
+    #[serde(
+        rename = "lobby_stream_heartbeat_ms",
+        deserialize_with = "rule::millis"
+    )]
+    pub lobby_stream_heartbeat: Duration,
+    #[serde(deserialize_with = "rule::between::<1, 65_536, _, _>")]
+    pub lobby_stream_buffer: usize,
+    /// Players the lobby page offers tokens for; empty outside development.
+    pub sample_players: Vec<SamplePlayer>,
+    #[serde(deserialize_with = "rule::between::<1024, 67_108_864, _, _>")]
+    pub max_body_bytes: usize,
+    #[serde(rename = "header_read_timeout_ms", deserialize_with = "rule::millis")]
+    pub header_read_timeout: Duration,
+    /// Per-minute quotas of creates and joins; 0 = off.
+    pub rate_limit_player_per_minute: u32,
+    pub rate_limit_ip_per_minute: u32,
+    /// 0 = no limit.
+    pub max_open_games_per_player: u32,
+    /// The `[[games]]` tables; product ids are unique (checked after deserializing).
+    #[serde(rename = "games", deserialize_with = "rule::products")]
+    pub products: Vec<Product>,
 }
+
+/// The lowest layer: every default, spelled as the TOML file would spell it. `database_url`
+/// and `secret_key` have none; `event_stream_url` is off unless set.
+const DEFAULTS: &str = r#"
+bind = "0.0.0.0:5050"
+database_max_connections = 16
+require_token_expiry = false
+event_stream_key = "game_event_stream"
+game_server_timeout_ms = 5000
+lobby_page_size = 10
+lobby_max_page_size = 25
+cors_origins = []
+migrate_on_start = true
+log_format = "text"
+reaper_interval_ms = 1000
+reservation_timeout_ms = 15000
+outbox_max_attempts = 10
+outbox_backoff_ms = 500
+shutdown_timeout_ms = 10000
+lobby_stream_heartbeat_ms = 15000
+lobby_stream_buffer = 256
+sample_players = []
+max_body_bytes = 65536
+header_read_timeout_ms = 10000
+rate_limit_player_per_minute = 0
+rate_limit_ip_per_minute = 0
+max_open_games_per_player = 3
+
+[expiry]
+created = 60
+creator_joined = 60
+all_players_joined = 600
+in_progress = 1200
+ended = 300
+
+# The old service's shipped example product. A file's own [[games]] replace it.
+[[games]]
+product_id = "exrps"
+game_server_url = "http://game-rps:8080"
+game_socket_url = "rps.varcade.local:8085"
+settings = { num_players = 2 }
+"#;
 
 /// A player the lobby page at `/` offers ready-made tokens for (development only: anyone who
 /// can load the page can act as these players).
@@ -207,108 +307,80 @@ pub struct SamplePlayer {
     pub username: String,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileExpiry {
-    created: Option<u64>,
-    creator_joined: Option<u64>,
-    all_players_joined: Option<u64>,
-    in_progress: Option<u64>,
-    ended: Option<u64>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileGame {
-    product_id: String,
-    game_server_url: String,
-    game_socket_url: String,
-    #[serde(default)]
-    settings: Map<String, Value>,
-    event_key: Option<String>,
-}
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogFormat {
     Text,
     Json,
 }
 
-/// Validated settings.
-#[derive(Clone)]
-pub struct Settings {
-    pub bind: SocketAddr,
-    pub database_url: String,
-    pub database_max_connections: u32,
-    pub secret_key: String,
-    pub require_token_expiry: bool,
-    pub event_stream_url: Option<String>,
-    pub event_stream_key: String,
-    pub game_server_timeout: Duration,
-    pub lobby_page_size: u32,
-    pub lobby_max_page_size: u32,
-    /// Empty means any origin.
-    pub cors_origins: Vec<String>,
-    pub migrate_on_start: bool,
-    pub log_format: LogFormat,
-    pub expiry: Expiry,
-    pub reaper_interval: Duration,
-    pub reservation_timeout: Duration,
-    pub outbox_max_attempts: u32,
-    pub outbox_backoff: Duration,
-    pub shutdown_timeout: Duration,
-    pub lobby_stream_heartbeat: Duration,
-    pub lobby_stream_buffer: usize,
-    /// Players the lobby page offers tokens for; empty outside development.
-    pub sample_players: Vec<SamplePlayer>,
-    pub max_body_bytes: usize,
-    pub header_read_timeout: Duration,
-    /// Per-minute quotas of creates and joins; 0 = off.
-    pub rate_limit_player_per_minute: u32,
-    pub rate_limit_ip_per_minute: u32,
-    /// 0 = no limit.
-    pub max_open_games_per_player: u32,
-    pub products: Vec<Product>,
+/// Product ids appear in paths and log lines: keep them to a plain alphabet.
+pub fn valid_product_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
 }
 
-impl fmt::Debug for Settings {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Settings")
-            .field("bind", &self.bind)
-            .field("database_url", &"<redacted>")
-            .field("database_max_connections", &self.database_max_connections)
-            .field("secret_key", &"<redacted>")
-            .field("require_token_expiry", &self.require_token_expiry)
-            .field(
-                "event_stream_url",
-                &self.event_stream_url.as_ref().map(|_| "<redacted>"),
-            )
-            .field("event_stream_key", &self.event_stream_key)
-            .field("game_server_timeout", &self.game_server_timeout)
-            .field("lobby_page_size", &self.lobby_page_size)
-            .field("lobby_max_page_size", &self.lobby_max_page_size)
-            .field("cors_origins", &self.cors_origins)
-            .field("migrate_on_start", &self.migrate_on_start)
-            .field("log_format", &self.log_format)
-            .field("expiry", &self.expiry)
-            .field("reaper_interval", &self.reaper_interval)
-            .field("reservation_timeout", &self.reservation_timeout)
-            .field("outbox_max_attempts", &self.outbox_max_attempts)
-            .field("outbox_backoff", &self.outbox_backoff)
-            .field("shutdown_timeout", &self.shutdown_timeout)
-            .field("lobby_stream_heartbeat", &self.lobby_stream_heartbeat)
-            .field("lobby_stream_buffer", &self.lobby_stream_buffer)
-            .field("sample_players", &self.sample_players)
-            .field("max_body_bytes", &self.max_body_bytes)
-            .field("header_read_timeout", &self.header_read_timeout)
-            .field(
-                "rate_limit_player_per_minute",
-                &self.rate_limit_player_per_minute,
-            )
-            .field("rate_limit_ip_per_minute", &self.rate_limit_ip_per_minute)
-            .field("max_open_games_per_player", &self.max_open_games_per_player)
-            .field("products", &self.products)
-            .finish()
+/// The `[expiry]` table: whole seconds per state.
+#[derive(Deserialize)]
+#[serde(remote = "Expiry", deny_unknown_fields)]
+struct ExpirySecs {
+    #[serde(deserialize_with = "rule::seconds")]
+    created: Duration,
+    #[serde(deserialize_with = "rule::seconds")]
+    creator_joined: Duration,
+    #[serde(deserialize_with = "rule::seconds")]
+    all_players_joined: Duration,
+    #[serde(deserialize_with = "rule::seconds")]
+    in_progress: Duration,
+    #[serde(deserialize_with = "rule::seconds")]
+    ended: Duration,
+}
+
+/// One `[[games]]` table, as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Game {
+    #[serde(deserialize_with = "rule::product_id")]
+    product_id: String,
+    #[serde(deserialize_with = "rule::http_url")]
+    game_server_url: String,
+    #[serde(deserialize_with = "rule::non_empty")]
+    game_socket_url: String,
+    #[serde(default)]
+    settings: GameSettings,
+    #[serde(default, deserialize_with = "rule::event_key")]
+    event_key: Option<String>,
+}
+
+/// A game's `settings`: free-form, passed to the game server as written; the matchmaker reads
+/// only `num_players`.
+#[derive(Default, Deserialize)]
+struct GameSettings {
+    #[serde(default, deserialize_with = "rule::num_players")]
+    num_players: Option<i32>,
+    #[serde(flatten)]
+    rest: Map<String, Value>,
+}
+
+impl From<Game> for Product {
+    fn from(game: Game) -> Self {
+        let GameSettings {
+            num_players,
+            rest: mut settings,
+        } = game.settings;
+        if let Some(n) = num_players {
+            settings.insert("num_players".into(), n.into());
+        }
+        Product {
+            product_id: game.product_id,
+            game_server_url: game.game_server_url,
+            game_socket_url: game.game_socket_url,
+            settings,
+            num_players: num_players.unwrap_or(2),
+            event_key: game.event_key,
+        }
     }
 }
 
@@ -330,196 +402,48 @@ fn bad(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
 impl Settings {
     /// Reads the TOML file named by `--config`/`MATCHMAKER_CONFIG` (if any) and applies overrides.
     pub fn load(overrides: &Overrides) -> Result<Self, ConfigError> {
-        let file = match &overrides.config {
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| bad("config", format!("cannot read {}: {e}", path.display())))?;
-                Self::parse_file(&text)
-                    .map_err(|e| bad(e.key, format!("in {}: {}", path.display(), e.problem)))?
-            }
-            None => FileConfig::default(),
+        let Some(path) = &overrides.config else {
+            return Self::extract(layers(None, overrides));
         };
-        Self::resolve(file, overrides)
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| bad("config", format!("cannot read {}: {e}", path.display())))?;
+        Self::extract(layers(
+            Some((&path.display().to_string(), &text)),
+            overrides,
+        ))
     }
 
     /// Settings from TOML text and overrides (tests use this directly).
     pub fn from_toml(text: &str, overrides: &Overrides) -> Result<Self, ConfigError> {
-        Self::resolve(Self::parse_file(text)?, overrides)
+        Self::extract(layers(Some(("the configuration text", text)), overrides))
     }
 
-    fn parse_file(text: &str) -> Result<FileConfig, ConfigError> {
-        toml::from_str(text).map_err(|e| bad("config", e.message().to_string()))
+    pub fn product(&self, product_id: &str) -> Option<&Product> {
+        self.products.iter().find(|p| p.product_id == product_id)
     }
 
-    fn resolve(file: FileConfig, o: &Overrides) -> Result<Self, ConfigError> {
-        let bind_text = pick(&o.bind, file.bind).unwrap_or_else(|| "0.0.0.0:5050".into());
-        let bind = bind_text.parse().map_err(|e| {
-            bad(
-                "bind",
-                format!("{bind_text:?} is not an address:port ({e})"),
-            )
-        })?;
+    fn extract(layers: Figment) -> Result<Self, ConfigError> {
+        layers
+            .extract::<Self>()
+            .map_err(|e| config_error(&layers, e))?
+            .check()
+    }
 
-        let database_url = pick(&o.database_url, file.database_url)
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| bad("database_url", "missing (set DATABASE_URL)"))?;
-        if !(database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")) {
-            return Err(bad(
-                "database_url",
-                "must be a postgres:// or postgresql:// URL",
-            ));
-        }
-
-        let secret_key = pick(&o.secret_key, file.secret_key)
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| bad("secret_key", "missing (set MATCHMAKER_SECRET_KEY)"))?;
-
-        let event_stream_url =
-            pick(&o.event_stream_url, file.event_stream_url).filter(|s| !s.is_empty());
-        if let Some(url) = &event_stream_url {
-            redis::parse_redis_url(url).ok_or_else(|| {
-                bad(
-                    "event_stream_url",
-                    "not a redis:// URL (e.g. redis://host:6379/1)",
-                )
-            })?;
-        }
-        let event_stream_key = pick(&o.event_stream_key, file.event_stream_key)
-            .unwrap_or_else(|| "game_event_stream".into());
-        if event_stream_key.is_empty() {
-            return Err(bad("event_stream_key", "must not be empty"));
-        }
-
-        let timeout_ms =
-            pick(&o.game_server_timeout_ms, file.game_server_timeout_ms).unwrap_or(5000);
-        if timeout_ms == 0 {
-            return Err(bad("game_server_timeout_ms", "must be at least 1"));
-        }
-
-        let lobby_page_size = pick(&o.lobby_page_size, file.lobby_page_size).unwrap_or(10);
-        let lobby_max_page_size =
-            pick(&o.lobby_max_page_size, file.lobby_max_page_size).unwrap_or(25);
-        if lobby_max_page_size == 0 || lobby_max_page_size > 1000 {
-            return Err(bad("lobby_max_page_size", "must be between 1 and 1000"));
-        }
-        if lobby_page_size == 0 || lobby_page_size > lobby_max_page_size {
+    /// The rules that involve more than one value.
+    fn check(self) -> Result<Self, ConfigError> {
+        if self.lobby_page_size == 0 || self.lobby_page_size > self.lobby_max_page_size {
             return Err(bad(
                 "lobby_page_size",
                 "must be between 1 and lobby_max_page_size",
             ));
         }
-
-        let cors_origins: Vec<String> = pick(&o.cors_origins, file.cors_origins)
-            .unwrap_or_default()
-            .into_iter()
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty())
-            .collect();
-        for origin in &cors_origins {
-            let looks_right = origin == "*"
-                || ((origin.starts_with("http://") || origin.starts_with("https://"))
-                    && origin.bytes().all(|b| b.is_ascii_graphic()));
-            if !looks_right {
-                return Err(bad(
-                    "cors_origins",
-                    format!("{origin:?} is not an origin like https://portal.example.com"),
-                ));
-            }
-        }
-
-        let database_max_connections =
-            pick(&o.database_max_connections, file.database_max_connections).unwrap_or(16);
-        if database_max_connections < 2 {
-            return Err(bad("database_max_connections", "must be at least 2"));
-        }
-
-        let log_format = match pick(&o.log_format, file.log_format).as_deref() {
-            None | Some("text") => LogFormat::Text,
-            Some("json") => LogFormat::Json,
-            Some(other) => {
-                return Err(bad(
-                    "log_format",
-                    format!("{other:?} is neither \"text\" nor \"json\""),
-                ));
-            }
-        };
-
-        let fe = file.expiry.unwrap_or_default();
-        let expiry_of = |key: &str, over: &Option<u64>, file: Option<u64>, default: u64| {
-            let secs = pick(over, file).unwrap_or(default);
-            if secs == 0 {
-                return Err(bad(format!("expiry.{key}"), "must be at least 1 second"));
-            }
-            Ok(Duration::from_secs(secs))
-        };
-        let expiry = Expiry {
-            created: expiry_of("created", &o.expiry_created, fe.created, 60)?,
-            creator_joined: expiry_of(
-                "creator_joined",
-                &o.expiry_creator_joined,
-                fe.creator_joined,
-                60,
-            )?,
-            all_players_joined: expiry_of(
-                "all_players_joined",
-                &o.expiry_all_players_joined,
-                fe.all_players_joined,
-                600,
-            )?,
-            in_progress: expiry_of("in_progress", &o.expiry_in_progress, fe.in_progress, 1200)?,
-            ended: expiry_of("ended", &o.expiry_ended, fe.ended, 300)?,
-        };
-
-        let millis = |key: &str, over: &Option<u64>, file: Option<u64>, default: u64| {
-            let ms = pick(over, file).unwrap_or(default);
-            if ms == 0 {
-                return Err(bad(key, "must be at least 1"));
-            }
-            Ok(Duration::from_millis(ms))
-        };
-        let reaper_interval = millis(
-            "reaper_interval_ms",
-            &o.reaper_interval_ms,
-            file.reaper_interval_ms,
-            1000,
-        )?;
-        let reservation_timeout = millis(
-            "reservation_timeout_ms",
-            &o.reservation_timeout_ms,
-            file.reservation_timeout_ms,
-            15_000,
-        )?;
-        if reservation_timeout.as_millis() <= u128::from(timeout_ms) {
+        if self.reservation_timeout <= self.game_server_timeout {
             return Err(bad(
                 "reservation_timeout_ms",
                 "must be longer than game_server_timeout_ms (a join in flight must not lose its seat)",
             ));
         }
-        let outbox_backoff = millis(
-            "outbox_backoff_ms",
-            &o.outbox_backoff_ms,
-            file.outbox_backoff_ms,
-            500,
-        )?;
-        let shutdown_timeout = millis(
-            "shutdown_timeout_ms",
-            &o.shutdown_timeout_ms,
-            file.shutdown_timeout_ms,
-            10_000,
-        )?;
-        let lobby_stream_heartbeat = millis(
-            "lobby_stream_heartbeat_ms",
-            &o.lobby_stream_heartbeat_ms,
-            file.lobby_stream_heartbeat_ms,
-            15_000,
-        )?;
-        let lobby_stream_buffer =
-            pick(&o.lobby_stream_buffer, file.lobby_stream_buffer).unwrap_or(256);
-        if !(1..=65_536).contains(&lobby_stream_buffer) {
-            return Err(bad("lobby_stream_buffer", "must be between 1 and 65536"));
-        }
-        let sample_players = file.sample_players.unwrap_or_default();
-        for (i, p) in sample_players.iter().enumerate() {
+        for (i, p) in self.sample_players.iter().enumerate() {
             if p.user_id.trim().is_empty() || p.username.trim().is_empty() {
                 return Err(bad(
                     format!("sample_players[{i}]"),
@@ -527,32 +451,8 @@ impl Settings {
                 ));
             }
         }
-        let header_read_timeout = millis(
-            "header_read_timeout_ms",
-            &o.header_read_timeout_ms,
-            file.header_read_timeout_ms,
-            10_000,
-        )?;
-        let max_body_bytes = pick(&o.max_body_bytes, file.max_body_bytes).unwrap_or(64 * 1024);
-        if !(1024..=64 * 1024 * 1024).contains(&max_body_bytes) {
-            return Err(bad("max_body_bytes", "must be between 1024 and 67108864"));
-        }
-        let outbox_max_attempts =
-            pick(&o.outbox_max_attempts, file.outbox_max_attempts).unwrap_or(10);
-        if outbox_max_attempts == 0 {
-            return Err(bad("outbox_max_attempts", "must be at least 1"));
-        }
-
-        let products = match file.games {
-            Some(games) => games
-                .into_iter()
-                .enumerate()
-                .map(|(i, g)| product(i, g))
-                .collect::<Result<Vec<_>, _>>()?,
-            None => vec![example_product()],
-        };
         let mut seen = HashSet::new();
-        for p in &products {
+        for p in &self.products {
             if !seen.insert(p.product_id.as_str()) {
                 return Err(bad(
                     "games.product_id",
@@ -560,139 +460,313 @@ impl Settings {
                 ));
             }
         }
-
-        Ok(Settings {
-            bind,
-            database_url,
-            database_max_connections,
-            secret_key,
-            require_token_expiry: pick(&o.require_token_expiry, file.require_token_expiry)
-                .unwrap_or(false),
-            event_stream_url,
-            event_stream_key,
-            game_server_timeout: Duration::from_millis(timeout_ms),
-            lobby_page_size,
-            lobby_max_page_size,
-            cors_origins,
-            migrate_on_start: pick(&o.migrate_on_start, file.migrate_on_start).unwrap_or(true),
-            log_format,
-            expiry,
-            reaper_interval,
-            reservation_timeout,
-            outbox_max_attempts,
-            outbox_backoff,
-            shutdown_timeout,
-            lobby_stream_heartbeat,
-            lobby_stream_buffer,
-            sample_players,
-            // Bounded to 64 MiB above, so it fits.
-            max_body_bytes: usize::try_from(max_body_bytes).unwrap_or(usize::MAX),
-            header_read_timeout,
-            rate_limit_player_per_minute: pick(
-                &o.rate_limit_player_per_minute,
-                file.rate_limit_player_per_minute,
-            )
-            .unwrap_or(0),
-            rate_limit_ip_per_minute: pick(
-                &o.rate_limit_ip_per_minute,
-                file.rate_limit_ip_per_minute,
-            )
-            .unwrap_or(0),
-            max_open_games_per_player: pick(
-                &o.max_open_games_per_player,
-                file.max_open_games_per_player,
-            )
-            .unwrap_or(3),
-            products,
-        })
-    }
-
-    pub fn product(&self, product_id: &str) -> Option<&Product> {
-        self.products.iter().find(|p| p.product_id == product_id)
+        Ok(self)
     }
 }
 
-fn pick<T: Clone>(over: &Option<T>, file: Option<T>) -> Option<T> {
-    over.clone().or(file)
+/// Built-in defaults < the file (its name and text) < command line and environment.
+fn layers(file: Option<(&str, &str)>, overrides: &Overrides) -> Figment {
+    let mut layers = Figment::from(Named("the built-in defaults", Toml::string(DEFAULTS)));
+    if let Some((name, text)) = file {
+        layers = layers.merge(Named(name, Toml::string(text)));
+    }
+    layers.merge(Given(overrides))
 }
 
-/// The old service's shipped example product.
-fn example_product() -> Product {
-    let mut settings = Map::new();
-    settings.insert("num_players".into(), Value::from(2));
-    Product {
-        product_id: "exrps".into(),
-        game_server_url: "http://game-rps:8080".into(),
-        game_socket_url: "rps.varcade.local:8085".into(),
-        settings,
-        num_players: 2,
-        event_key: None,
+/// A provider under a name of our choosing, for the "(in …)" of error messages.
+struct Named<'a, P>(&'a str, P);
+
+impl<P: Provider> Provider for Named<'_, P> {
+    fn metadata(&self) -> Metadata {
+        Metadata::named(self.0.to_string())
+    }
+
+    fn data(&self) -> figment::Result<figment::value::Map<Profile, Dict>> {
+        self.1.data()
     }
 }
 
-/// Product ids appear in paths and log lines: keep them to a plain alphabet.
-pub fn valid_product_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 64
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+/// The flags and environment variables that were given, each at its TOML key path.
+struct Given<'a>(&'a Overrides);
+
+impl Provider for Given<'_> {
+    fn metadata(&self) -> Metadata {
+        Metadata::named("the command line or environment")
+    }
+
+    fn data(&self) -> figment::Result<figment::value::Map<Profile, Dict>> {
+        let mut given = Dict::new();
+        for (key, value) in Layered::serialize(self.0)?.into_dict().unwrap_or_default() {
+            // Not given: the lower layers decide.
+            if !matches!(value, Layered::Empty(..)) {
+                insert(&mut given, &key, value);
+            }
+        }
+        Ok(Profile::Default.collect(given))
+    }
 }
 
-fn product(index: usize, g: FileGame) -> Result<Product, ConfigError> {
-    let key = |field: &str| format!("games[{index}].{field}");
-    if !valid_product_id(&g.product_id) {
-        return Err(bad(
-            key("product_id"),
-            format!(
-                "{:?} must be 1-64 characters of letters, digits, '-', '_' or '.'",
-                g.product_id
-            ),
-        ));
-    }
-    let url = reqwest::Url::parse(&g.game_server_url).map_err(|e| {
-        bad(
-            key("game_server_url"),
-            format!("{:?}: {e}", g.game_server_url),
-        )
-    })?;
-    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
-        return Err(bad(
-            key("game_server_url"),
-            format!("{:?} must be an http:// or https:// URL", g.game_server_url),
-        ));
-    }
-    if g.game_socket_url.is_empty() {
-        return Err(bad(key("game_socket_url"), "must not be empty"));
-    }
-    let num_players = match g.settings.get("num_players") {
-        None => 2,
-        Some(v) => v
-            .as_i64()
-            .filter(|n| (2..=1000).contains(n))
-            .ok_or_else(|| {
-                bad(
-                    key("settings.num_players"),
-                    format!("{v} must be a whole number from 2 to 1000"),
-                )
-            })? as i32,
-    };
-    if let Some(k) = &g.event_key {
-        if k.len() < 8 {
-            return Err(bad(key("event_key"), "must be at least 8 characters"));
+/// Puts `value` at the dotted key `path` of `dict`.
+fn insert(dict: &mut Dict, path: &str, value: Layered) {
+    match path.split_once('.') {
+        None => {
+            dict.insert(path.into(), value);
+        }
+        Some((head, rest)) => {
+            let inner = dict
+                .entry(head.into())
+                .or_insert_with(|| Dict::new().into());
+            if let Layered::Dict(_, inner) = inner {
+                insert(inner, rest, value);
+            }
         }
     }
-    Ok(Product {
-        product_id: g.product_id,
-        game_server_url: g.game_server_url.trim_end_matches('/').to_string(),
-        game_socket_url: g.game_socket_url,
-        settings: g.settings,
-        num_players,
-        event_key: g.event_key,
-    })
+}
+
+/// The problem `rule::required` reports; [`config_error`] adds where to set the value.
+const MISSING: &str = "missing";
+
+/// figment's error, as "key: problem (in source)", the key written as the TOML file writes it.
+fn config_error(layers: &Figment, e: figment::Error) -> ConfigError {
+    let mut path = e.path.clone();
+    let problem = match &e.kind {
+        Kind::UnknownField(field, expected) => {
+            let expected: Vec<String> = expected.iter().map(|f| format!("`{f}`")).collect();
+            format!(
+                "unknown field `{field}`, expected one of {}",
+                expected.join(", ")
+            )
+        }
+        Kind::MissingField(field) => {
+            path.push(field.to_string());
+            MISSING.into()
+        }
+        // (A TOML syntax error ends in a newline.)
+        kind => kind.to_string().trim_end().to_string(),
+    };
+    let mut key = String::new();
+    for part in &path {
+        if part.parse::<usize>().is_ok() {
+            key.push_str(&format!("[{part}]"));
+        } else {
+            if !key.is_empty() {
+                key.push('.');
+            }
+            key.push_str(part);
+        }
+    }
+    if key.is_empty() {
+        key = "config".into();
+    }
+    // A rule's own error carries no source; the layer that supplied the value tells it.
+    let source = e.metadata.clone().or_else(|| source_of(layers, &path));
+    let problem = match (problem.as_str(), source) {
+        (MISSING, _) => match env_of(&key) {
+            Some(env) => format!("{MISSING} (set {env})"),
+            None => MISSING.into(),
+        },
+        (_, Some(source)) => format!("{problem} (in {})", source.name),
+        (_, None) => problem,
+    };
+    bad(key, problem)
+}
+
+/// The layer the merged value at `path` came from.
+fn source_of(layers: &Figment, path: &[String]) -> Option<Metadata> {
+    let mut value = layers.find_value("").ok()?;
+    for part in path {
+        value = match value {
+            Layered::Dict(_, mut dict) => dict.remove(part)?,
+            Layered::Array(_, mut items) => {
+                let i: usize = part.parse().ok()?;
+                (i < items.len()).then(|| items.swap_remove(i))?
+            }
+            _ => return None,
+        };
+    }
+    layers.get_metadata(value.tag()).cloned()
+}
+
+/// The environment variable of a top-level setting, as `--help` shows it.
+fn env_of(key: &str) -> Option<String> {
+    Overrides::augment_args(clap::Command::new("matchmaker"))
+        .get_arguments()
+        .find(|arg| arg.get_id() == key)
+        .and_then(|arg| arg.get_env())
+        .map(|env| env.to_string_lossy().into_owned())
+}
+
+/// What a single value must satisfy, one deserializer each. figment names the key on error.
+mod rule {
+    use std::{net::SocketAddr, time::Duration};
+
+    use serde::{Deserialize, Deserializer, de::Error};
+    use serde_json::Value;
+
+    use super::{Game, LogFormat, MISSING, Product, valid_product_id};
+
+    pub fn at_least<'de, const MIN: u64, D, T>(d: D) -> Result<T, D::Error>
+    where
+        D: Deserializer<'de>,
+        T: TryFrom<u64>,
+    {
+        let n = u64::deserialize(d)?;
+        if n < MIN {
+            return Err(D::Error::custom(format!("must be at least {MIN}")));
+        }
+        T::try_from(n).map_err(|_| D::Error::custom(format!("{n} is too large")))
+    }
+
+    pub fn between<'de, const MIN: u64, const MAX: u64, D, T>(d: D) -> Result<T, D::Error>
+    where
+        D: Deserializer<'de>,
+        T: TryFrom<u64>,
+    {
+        let n = u64::deserialize(d)?;
+        if !(MIN..=MAX).contains(&n) {
+            return Err(D::Error::custom(format!("must be between {MIN} and {MAX}")));
+        }
+        T::try_from(n).map_err(|_| D::Error::custom(format!("{n} is too large")))
+    }
+
+    /// Whole milliseconds, at least 1.
+    pub fn millis<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        at_least::<1, D, u64>(d).map(Duration::from_millis)
+    }
+
+    /// Whole seconds, at least 1.
+    pub fn seconds<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        match u64::deserialize(d)? {
+            0 => Err(D::Error::custom("must be at least 1 second")),
+            secs => Ok(Duration::from_secs(secs)),
+        }
+    }
+
+    pub fn address<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse()
+            .map_err(|e| D::Error::custom(format!("{text:?} is not an address:port ({e})")))
+    }
+
+    /// Not empty; an empty value counts as unset.
+    pub fn required<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+        let text = String::deserialize(d)?;
+        if text.is_empty() {
+            return Err(D::Error::custom(MISSING));
+        }
+        Ok(text)
+    }
+
+    pub fn postgres_url<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+        let url = required(d)?;
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(D::Error::custom(
+                "must be a postgres:// or postgresql:// URL",
+            ));
+        }
+        Ok(url)
+    }
+
+    pub fn non_empty<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+        let text = String::deserialize(d)?;
+        if text.is_empty() {
+            return Err(D::Error::custom("must not be empty"));
+        }
+        Ok(text)
+    }
+
+    /// A Redis URL with database number; empty = unset.
+    pub fn redis_url<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        let url = Option::<String>::deserialize(d)?.filter(|s| !s.is_empty());
+        if let Some(url) = &url {
+            if redis::parse_redis_url(url).is_none() {
+                return Err(D::Error::custom(
+                    "not a redis:// URL (e.g. redis://host:6379/1)",
+                ));
+            }
+        }
+        Ok(url)
+    }
+
+    /// CORS origins; blank entries are dropped (so `""` from the environment means any).
+    pub fn origins<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+        let origins: Vec<String> = Vec::<String>::deserialize(d)?
+            .into_iter()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
+        for origin in &origins {
+            let looks_right = origin == "*"
+                || ((origin.starts_with("http://") || origin.starts_with("https://"))
+                    && origin.bytes().all(|b| b.is_ascii_graphic()));
+            if !looks_right {
+                return Err(D::Error::custom(format!(
+                    "{origin:?} is not an origin like https://portal.example.com"
+                )));
+            }
+        }
+        Ok(origins)
+    }
+
+    pub fn log_format<'de, D: Deserializer<'de>>(d: D) -> Result<LogFormat, D::Error> {
+        match String::deserialize(d)?.as_str() {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            other => Err(D::Error::custom(format!(
+                "{other:?} is neither \"text\" nor \"json\""
+            ))),
+        }
+    }
+
+    pub fn products<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Product>, D::Error> {
+        let games = Vec::<Game>::deserialize(d)?;
+        Ok(games.into_iter().map(Product::from).collect())
+    }
+
+    pub fn product_id<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+        let id = String::deserialize(d)?;
+        if !valid_product_id(&id) {
+            return Err(D::Error::custom(format!(
+                "{id:?} must be 1-64 characters of letters, digits, '-', '_' or '.'"
+            )));
+        }
+        Ok(id)
+    }
+
+    /// An http(s) URL with a host, without the trailing slash.
+    pub fn http_url<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+        let text = String::deserialize(d)?;
+        let url =
+            reqwest::Url::parse(&text).map_err(|e| D::Error::custom(format!("{text:?}: {e}")))?;
+        if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+            return Err(D::Error::custom(format!(
+                "{text:?} must be an http:// or https:// URL"
+            )));
+        }
+        Ok(text.trim_end_matches('/').to_string())
+    }
+
+    pub fn event_key<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        let key = Option::<String>::deserialize(d)?;
+        if key.as_ref().is_some_and(|k| k.len() < 8) {
+            return Err(D::Error::custom("must be at least 8 characters"));
+        }
+        Ok(key)
+    }
+
+    pub fn num_players<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i32>, D::Error> {
+        let v = Value::deserialize(d)?;
+        v.as_i64()
+            .filter(|n| (2..=1000).contains(n))
+            .and_then(|n| i32::try_from(n).ok())
+            .map(Some)
+            .ok_or_else(|| D::Error::custom(format!("{v} must be a whole number from 2 to 1000")))
+    }
 }
 
 #[cfg(test)]
+// figment's `Jail` takes closures that return `figment::Result`, whose error is large.
+#[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
 
@@ -756,5 +830,331 @@ mod tests {
             err(&game("").replace("http://x:1", "not a url")).contains("games[0].game_server_url")
         );
         assert!(err("bind = \"nowhere\"").contains("bind"));
+    }
+
+    #[test]
+    fn bad_values_name_their_key_and_where_they_came_from() {
+        let e = err("lobby_page_size = \"ten\"");
+        assert!(e.contains("lobby_page_size: invalid type"), "{e}");
+        assert!(e.contains("(in the configuration text)"), "{e}");
+        assert!(
+            err("reservation_timeout_ms = 5000").contains("reservation_timeout_ms: must be longer")
+        );
+        assert!(err("[expiry]\ncreated = 0").contains("expiry.created: must be at least 1 second"));
+        assert!(
+            err("max_body_bytes = 10")
+                .contains("max_body_bytes: must be between 1024 and 67108864")
+        );
+        assert!(err("log_format = \"xml\"").contains("log_format: \"xml\" is neither"));
+        assert!(
+            err("cors_origins = [\"portal\"]")
+                .contains("cors_origins: \"portal\" is not an origin")
+        );
+        assert!(
+            err("event_stream_url = \"http://x\"").contains("event_stream_url: not a redis:// URL")
+        );
+        assert!(
+            err("[[sample_players]]\nuser_id = \"\"\nusername = \"A\"")
+                .contains("sample_players[0]")
+        );
+        let mut o = base();
+        o.lobby_stream_buffer = Some(0);
+        let e = Settings::from_toml("", &o).unwrap_err().to_string();
+        assert!(
+            e.contains("lobby_stream_buffer: must be between 1 and 65536 (in the command line or environment)"),
+            "{e}"
+        );
+        o = base();
+        o.database_url = Some("mysql://x/db".into());
+        let e = Settings::from_toml("", &o).unwrap_err().to_string();
+        assert!(e.contains("database_url: must be a postgres://"), "{e}");
+        o.database_url = Some(String::new());
+        let e = Settings::from_toml("", &o).unwrap_err().to_string();
+        assert_eq!(e, "configuration: database_url: missing (set DATABASE_URL)");
+        let e = Settings::from_toml(
+            "",
+            &Overrides {
+                secret_key: None,
+                ..base()
+            },
+        )
+        .unwrap_err();
+        assert_eq!(
+            (e.key.as_str(), e.problem.as_str()),
+            ("secret_key", "missing (set MATCHMAKER_SECRET_KEY)")
+        );
+        let e = err("bind = ");
+        assert!(
+            e.starts_with("configuration: config: TOML parse error"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_at_every_level() {
+        let e = err("colour = 1");
+        assert!(
+            e.starts_with("configuration: colour: unknown field `colour`, expected one of `bind`"),
+            "{e}"
+        );
+        assert!(err("config = \"x.toml\"").contains("unknown field `config`"));
+        assert!(err("[expiry]\ncolour = 1").contains("expiry.colour: unknown field `colour`"));
+        assert!(
+            err("[[games]]\nproduct_id = \"a\"\ngame_server_url = \"http://x:1\"\ngame_socket_url = \"x:2\"\ncolour = 1")
+                .contains("games[0].colour: unknown field `colour`")
+        );
+        // The overrides use the same names, so none of them is unknown.
+        let all = Cli::try_parse_from([
+            "matchmaker",
+            "--expiry-created",
+            "5",
+            "--cors-origins",
+            "https://a.example",
+            "--log-format",
+            "json",
+            "--require-token-expiry",
+            "yes",
+            "--max-body-bytes",
+            "2048",
+        ])
+        .unwrap();
+        let s = Settings::from_toml(
+            "",
+            &Overrides {
+                database_url: base().database_url,
+                secret_key: base().secret_key,
+                ..all.overrides
+            },
+        )
+        .unwrap();
+        assert_eq!(s.expiry.created, Duration::from_secs(5));
+        assert_eq!(s.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn a_file_replaces_the_example_games_and_merges_tables() {
+        let s = Settings::from_toml(
+            "[expiry]\ncreated = 5\n[[games]]\nproduct_id = \"quad\"\ngame_server_url = \"http://x:1/\"\ngame_socket_url = \"x:2\"\nsettings = { num_players = 4, mode = \"ranked\" }\nevent_key = \"12345678\"",
+            &base(),
+        )
+        .unwrap();
+        assert_eq!(s.expiry.created, Duration::from_secs(5));
+        assert_eq!(s.expiry.ended, Duration::from_secs(300));
+        assert_eq!(s.products.len(), 1);
+        let p = s.product("quad").unwrap();
+        assert_eq!(
+            (p.num_players, p.game_server_url.as_str()),
+            (4, "http://x:1")
+        );
+        assert_eq!(
+            p.settings,
+            serde_json::json!({"num_players": 4, "mode": "ranked"})
+                .as_object()
+                .cloned()
+                .unwrap()
+        );
+        assert!(
+            Settings::from_toml("games = []", &base())
+                .unwrap()
+                .products
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn the_shipped_files_load() {
+        for text in [
+            include_str!("../config/dev.toml"),
+            include_str!("../config/docker.toml"),
+        ] {
+            let s = Settings::from_toml(text, &base()).unwrap();
+            assert_eq!(s.products[0].product_id, "exrps");
+        }
+    }
+
+    #[test]
+    fn secrets_stay_out_of_debug() {
+        let o = Overrides {
+            database_url: Some("postgres://user:hunter2-db@host/db".into()),
+            secret_key: Some("hunter2-key".into()),
+            event_stream_url: Some("redis://:hunter2-redis@host:6379/1".into()),
+            ..Default::default()
+        };
+        let game = "[[games]]\nproduct_id = \"a\"\ngame_server_url = \"http://x:1\"\ngame_socket_url = \"x:2\"\nevent_key = \"hunter2-event\"";
+        let s = Settings::from_toml(game, &o).unwrap();
+        let printed = format!("{s:?} {o:?} {:#?}", s.clone());
+        assert!(!printed.contains("hunter2"), "{printed}");
+        assert!(
+            printed.contains("bind: 0.0.0.0:5050") && printed.contains("<redacted>"),
+            "{printed}"
+        );
+    }
+
+    /// `--help` is the list of settings: each flag names its TOML key and default, and those
+    /// must be the ones `Settings` reads and `DEFAULTS` holds.
+    #[test]
+    fn help_lists_every_setting_with_its_key_and_default() {
+        use clap::CommandFactory;
+        let defaults = Figment::from(Toml::string(DEFAULTS));
+        let mut in_help = std::collections::BTreeSet::new();
+        for arg in Cli::command().get_arguments() {
+            let id = arg.get_id().as_str();
+            if ["config", "help", "version"].contains(&id) {
+                continue;
+            }
+            let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+            let tag = |name: &str| {
+                let start = help.find(&format!("[{name}: "))? + name.len() + 3;
+                Some(help[start..start + help[start..].find(']')?].to_string())
+            };
+            let key = tag("toml").unwrap_or_else(|| panic!("--{id} names no [toml: key]"));
+            assert!(
+                arg.get_env().is_some(),
+                "--{id} has no environment variable"
+            );
+            match (tag("default").as_deref(), defaults.find_value(&key)) {
+                (Some("any"), Ok(Layered::Array(_, a))) => assert!(a.is_empty()),
+                (Some(doc), Ok(value)) => {
+                    let value = match value {
+                        Layered::String(_, s) => s,
+                        Layered::Bool(_, b) => b.to_string(),
+                        Layered::Num(_, n) => n.to_i128().unwrap().to_string(),
+                        other => panic!("{key}: {other:?}"),
+                    };
+                    assert_eq!(
+                        doc, value,
+                        "--{id}: [default: {doc}] but DEFAULTS has {value}"
+                    );
+                }
+                (None, Ok(value)) => {
+                    panic!("--{id}: no [default] in the help, DEFAULTS has {value:?}")
+                }
+                (Some(doc), Err(_)) => panic!("--{id}: [default: {doc}] but none in DEFAULTS"),
+                (None, Err(_)) => {}
+            }
+            in_help.insert(key);
+        }
+        // The keys the overrides layer writes are the keys the help names…
+        let written: std::collections::BTreeSet<String> = Layered::serialize(Overrides::default())
+            .unwrap()
+            .into_dict()
+            .unwrap()
+            .into_keys()
+            .collect();
+        assert_eq!(in_help, written);
+        // …and all of Settings' keys but the file-only tables.
+        let e = layers(Some(("probe", "probe = 1")), &base())
+            .extract::<Settings>()
+            .unwrap_err();
+        let Kind::UnknownField(_, fields) = e.kind else {
+            panic!("{e}")
+        };
+        let mut fields: std::collections::BTreeSet<&str> = fields.iter().copied().collect();
+        fields.retain(|f| !["games", "sample_players"].contains(f));
+        let top: std::collections::BTreeSet<&str> = in_help
+            .iter()
+            .map(|k| k.split('.').next().unwrap())
+            .collect();
+        assert_eq!(fields, top);
+    }
+
+    /// What `main` does: clap reads flags and environment, then `load` reads the file.
+    fn from_cli(args: &[&str]) -> Result<Settings, String> {
+        let cli = Cli::try_parse_from(std::iter::once("matchmaker").chain(args.iter().copied()))
+            .map_err(|e| e.to_string())?;
+        Settings::load(&cli.overrides).map_err(|e| e.to_string())
+    }
+
+    /// A jail with only the required variables set and a config file `m.toml` in its directory.
+    fn jail(jail: &mut figment::Jail, file: &str) -> figment::Result<()> {
+        jail.clear_env();
+        jail.set_env("DATABASE_URL", "postgres://localhost/db");
+        jail.set_env("MATCHMAKER_SECRET_KEY", "s3cret");
+        jail.create_file("m.toml", file)?;
+        Ok(())
+    }
+
+    #[test]
+    fn environment_wins_over_the_file_and_flags_over_the_environment() {
+        figment::Jail::expect_with(|j| {
+            jail(j, "bind = \"127.0.0.1:6000\"\nlobby_page_size = 5")?;
+            let s = from_cli(&["--config", "m.toml"])?;
+            assert_eq!(s.bind.to_string(), "127.0.0.1:6000");
+            j.set_env("MATCHMAKER_BIND", "127.0.0.1:7000");
+            let s = from_cli(&["--config", "m.toml"])?;
+            assert_eq!(s.bind.to_string(), "127.0.0.1:7000");
+            assert_eq!(s.lobby_page_size, 5);
+            let s = from_cli(&["--config", "m.toml", "--bind", "127.0.0.1:8000"])?;
+            assert_eq!(s.bind.to_string(), "127.0.0.1:8000");
+            // The file may come from MATCHMAKER_CONFIG too; a missing one is an error.
+            j.set_env("MATCHMAKER_CONFIG", "m.toml");
+            assert_eq!(from_cli(&[])?.lobby_page_size, 5);
+            let e = from_cli(&["--config", "nowhere.toml"]).unwrap_err();
+            assert!(
+                e.starts_with("configuration: config: cannot read nowhere.toml"),
+                "{e}"
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn environment_values_are_parsed_like_flags() {
+        figment::Jail::expect_with(|j| {
+            jail(
+                j,
+                "migrate_on_start = false\nrequire_token_expiry = true\n[expiry]\ncreated = 7\nended = 8",
+            )?;
+            for (text, value) in [
+                ("true", true),
+                ("yes", true),
+                ("1", true),
+                ("false", false),
+                ("no", false),
+                ("0", false),
+            ] {
+                j.set_env("MATCHMAKER_MIGRATE_ON_START", text);
+                j.set_env("MATCHMAKER_REQUIRE_TOKEN_EXPIRY", text);
+                let s = from_cli(&["--config", "m.toml"])?;
+                assert_eq!(
+                    (s.migrate_on_start, s.require_token_expiry),
+                    (value, value),
+                    "{text}"
+                );
+            }
+            j.set_env(
+                "MATCHMAKER_CORS_ORIGINS",
+                "https://a.example, https://b.example",
+            );
+            j.set_env("MATCHMAKER_EXPIRY__CREATED", "30");
+            let s = from_cli(&["--config", "m.toml"])?;
+            assert_eq!(s.cors_origins, ["https://a.example", "https://b.example"]);
+            assert_eq!(s.expiry.created, Duration::from_secs(30));
+            assert_eq!(s.expiry.ended, Duration::from_secs(8));
+            assert_eq!(s.expiry.in_progress, Duration::from_secs(1200));
+            j.set_env("MATCHMAKER_EXPIRY__CREATED", "0");
+            let e = from_cli(&["--config", "m.toml"]).unwrap_err();
+            assert!(
+                e.contains(
+                    "expiry.created: must be at least 1 second (in the command line or environment)"
+                ),
+                "{e}"
+            );
+            j.set_env("MATCHMAKER_EXPIRY__CREATED", "soon");
+            assert!(from_cli(&[]).unwrap_err().contains("--expiry-created"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn other_programs_variables_are_left_alone() {
+        figment::Jail::expect_with(|j| {
+            jail(j, "")?;
+            j.set_env("MATCHMAKER_REQUIRE_BROWSER", "1");
+            j.set_env("MATCHMAKER_BIN", "target/debug/matchmaker");
+            j.set_env("MATCHMAKER_COLOUR", "blue");
+            from_cli(&[])?;
+            Ok(())
+        });
     }
 }

@@ -79,7 +79,10 @@ impl Application {
                 game_server_timeout: settings.game_server_timeout,
             },
         );
-        let hub = Arc::new(Hub::new(settings.lobby_stream_buffer));
+        let hub = Arc::new(Hub::new(
+            settings.lobby_stream_buffer,
+            settings.lobby_stream_max,
+        ));
         let rate_limits = Arc::new(RateLimits::new(
             settings.rate_limit_player_per_minute,
             settings.rate_limit_ip_per_minute,

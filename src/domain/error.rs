@@ -65,6 +65,8 @@ pub enum LobbyError {
     // This service.
     #[error("the live lobby is not connected")]
     LiveUnavailable,
+    #[error("this process serves as many live-lobby streams as it may")]
+    LiveFull,
     #[error("the database is unavailable")]
     Unavailable,
     /// A game the game server holds could not be saved (its removal is owed).

@@ -184,6 +184,11 @@ impl From<LobbyError> for ApiError {
                 S::SERVICE_UNAVAILABLE,
                 "Game Lobby: The live lobby is temporarily unavailable. Please retry shortly.",
             ),
+            E::LiveFull => Self::new(
+                S::SERVICE_UNAVAILABLE,
+                "Game Lobby: The live lobby has as many watchers as it can take. Please retry shortly.",
+            )
+            .retry_after(5),
             E::Unavailable => Self::new(
                 S::SERVICE_UNAVAILABLE,
                 "Game Lobby: The service is temporarily unavailable. Please retry shortly.",

@@ -55,14 +55,18 @@ pub struct Change {
 /// This process's fan-out of lobby changes.
 pub struct Hub {
     changes: broadcast::Sender<Arc<Change>>,
+    /// Most subscribers at once: idle streams must not take every file descriptor (and with
+    /// them the connections the lobby's writes need).
+    max_subscribers: usize,
     ready: watch::Sender<bool>,
     closed: CancellationToken,
 }
 
 impl Hub {
-    pub fn new(buffer: usize) -> Self {
+    pub fn new(buffer: usize, max_subscribers: usize) -> Self {
         Self {
             changes: broadcast::Sender::new(buffer.max(1)),
+            max_subscribers,
             ready: watch::Sender::new(false),
             closed: CancellationToken::new(),
         }
@@ -71,6 +75,9 @@ impl Hub {
     /// A receiver of every change from now on; unavailable while the listener is not
     /// connected (changes would be missed).
     pub async fn subscribe(&self) -> Result<broadcast::Receiver<Arc<Change>>, LobbyError> {
+        if self.subscribers() >= self.max_subscribers {
+            return Err(LobbyError::LiveFull);
+        }
         let mut ready = self.ready.subscribe();
         let waited = tokio::time::timeout(READY_WAIT, ready.wait_for(|r| *r)).await;
         if !matches!(waited, Ok(Ok(_))) || self.closed.is_cancelled() {
@@ -181,7 +188,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_subscriber_that_falls_behind_is_dropped() {
-        let hub = Hub::new(2);
+        let hub = Hub::new(2, 8);
         let rx = hub.changes.subscribe();
         for _ in 0..5 {
             hub.publish(change(Kind::Listed, "exrps"));
@@ -193,7 +200,7 @@ mod tests {
 
     #[tokio::test]
     async fn streams_filter_and_end_on_resync() {
-        let hub = Hub::new(16);
+        let hub = Hub::new(16, 8);
         let rx = hub.changes.subscribe();
         hub.publish(change(Kind::Listed, "exrps"));
         hub.publish(change(Kind::Listed, "other"));
@@ -209,8 +216,19 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn subscribers_beyond_the_cap_are_refused() {
+        let hub = Hub::new(4, 2);
+        hub.set_ready(true);
+        let _one = hub.subscribe().await.unwrap();
+        let two = hub.subscribe().await.unwrap();
+        assert_eq!(hub.subscribe().await.unwrap_err(), LobbyError::LiveFull);
+        drop(two);
+        assert!(hub.subscribe().await.is_ok());
+    }
+
+    #[tokio::test]
     async fn closing_the_hub_ends_the_streams() {
-        let hub = Hub::new(4);
+        let hub = Hub::new(4, 8);
         let rx = hub.changes.subscribe();
         hub.close();
         let stream = changes(rx, "exrps".into(), SettingsFilter::default(), hub.closed());

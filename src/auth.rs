@@ -1,4 +1,4 @@
-//! Authentication of players (docs/api.md, "Authentication"): the portal's HS256 JWT, as the
+//! Authentication of players (docs/api.md: the 401 rows): the portal's HS256 JWT, as the
 //! value of an `Authorization` header.
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};

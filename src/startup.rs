@@ -89,10 +89,7 @@ impl Application {
         ));
         let state = AppState::new(http::Parts {
             lobby: lobby.clone(),
-            events: EventSink {
-                db: db.clone(),
-                expiry: settings.expiry,
-            },
+            events: EventSink::new(db.clone(), settings.expiry),
             auth: Authenticator::new(&settings.secret_key, settings.require_token_expiry),
             rate_limits: rate_limits.clone(),
             hub: hub.clone(),

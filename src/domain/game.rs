@@ -48,11 +48,6 @@ impl GameState {
     pub fn next(self) -> Option<Self> {
         Self::ALL.into_iter().find(|s| *s > self)
     }
-
-    /// Whether a game in this state still waits for players (quick match may seat one).
-    pub fn waits_for_players(self) -> bool {
-        matches!(self, Self::Created | Self::CreatorJoined)
-    }
 }
 
 impl std::fmt::Display for GameState {

@@ -1,4 +1,4 @@
-//! Game-server events (docs/api.md, "Events"): one parser and one code path to apply them,
+//! Game-server events (docs/api.md, `POST /game_servers/{product_id}/events`; docs/lifecycle.md): one parser and one code path to apply them,
 //! shared by the Redis stream intake and the HTTP event route.
 
 use std::collections::BTreeMap;
@@ -170,11 +170,15 @@ pub async fn apply(
 
 /// Applies events reported over HTTP.
 pub struct EventSink {
-    pub db: PgPool,
-    pub expiry: Expiry,
+    db: PgPool,
+    expiry: Expiry,
 }
 
 impl EventSink {
+    pub fn new(db: PgPool, expiry: Expiry) -> Self {
+        Self { db, expiry }
+    }
+
     /// Applies a request's events in one transaction; `Err(problem)` entries are malformed and
     /// change nothing.
     pub async fn apply_all(&self, events: &[Result<Event, String>]) -> sqlx::Result<Vec<Outcome>> {

@@ -1,5 +1,5 @@
-//! HTTP adapter for game servers: `POST {game_server_url}/{call}` with JSON (docs/api.md, "Game
-//! servers").
+//! HTTP adapter for game servers: `POST {game_server_url}/{call}` with JSON (docs/lifecycle.md,
+//! "Who owes which call").
 //!
 //! Outcomes are typed: a refusal (non-2xx) is the game server's decision; unreachable and bad
 //! answers are faults of the exchange.

@@ -1,4 +1,4 @@
-//! The shapes of the answers (docs/api.md, "Games"), built from the lobby's values, and the
+//! The shapes of the answers (docs/api.md; the OpenAPI document holds the schemas), built from the lobby's values, and the
 //! OpenAPI schemas of the lobby's enums.
 
 use chrono::{DateTime, Utc};

@@ -29,7 +29,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(post_events))
 }
 
-/// One event, as on the stream (docs/api.md, "Events"). `product_id` may be left out: it defaults to the path's.
+/// One event, as on the stream (docs/api.md, `POST /game_servers/{product_id}/events`). `product_id` may be left out: it defaults to the path's.
 #[derive(ToSchema)]
 #[schema(example = json!({"type": "state_change", "game_id": "3f0c9d5e2b7a4c1d9e8f7a6b5c4d3e2f", "new_state": "creator_joined"}))]
 #[allow(dead_code)] // documentation only: events are read as flat maps of strings

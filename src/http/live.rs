@@ -16,7 +16,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use super::{
     dto::PartialGame,
     error::{ApiError, ApiResult, Problem},
-    extract::{PathParams, ProductRef, StreamCaller},
+    extract::{ProductRef, StreamCaller},
     lobby::{ListQuery, list},
     state::AppState,
 };
@@ -66,7 +66,6 @@ async fn open_games_stream(
     State(state): State<AppState>,
     ProductRef(product): ProductRef,
     StreamCaller(_player): StreamCaller,
-    PathParams(_product_id): PathParams<String>,
     RawQuery(query): RawQuery,
 ) -> ApiResult<Response> {
     let (page, filter) = ListQuery::parse(query.as_deref())?;

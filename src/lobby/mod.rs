@@ -24,8 +24,9 @@ pub use leave::LeaveOutcome;
 pub use listing::Page;
 pub use quick_match::QuickMatchOutcome;
 
+pub use crate::domain::LobbyResult;
 use crate::{
-    domain::{Expiry, LobbyError, Product, Products},
+    domain::{Expiry, Product, Products},
     game_server::GameServerClient,
 };
 
@@ -79,5 +80,3 @@ impl Lobby {
         &self.config
     }
 }
-
-pub type LobbyResult<T> = Result<T, LobbyError>;

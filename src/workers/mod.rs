@@ -1,7 +1,8 @@
-//! Background work, each a `run(self, shutdown)` loop around a step that tests call directly:
-//! the reaper (`reap_once`), the outbox (`dispatch_once`), the stream intake, the lobby
-//! listener. All run in every process; `FOR UPDATE SKIP LOCKED` or an advisory lock decides
-//! which process handles what.
+//! Background work, each a struct holding its dependencies with a `run(self, shutdown)` loop:
+//! the reaper and the outbox around a step tests call directly (`Reaper::reap_once`,
+//! `Dispatcher::dispatch_once`), the stream intake (tested through Redis) and the lobby
+//! listener (`forward_once` per notification). All run in every process; `FOR UPDATE SKIP
+//! LOCKED` or an advisory lock decides which process handles what.
 
 pub mod lobby_listener;
 pub mod outbox;

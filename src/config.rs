@@ -155,6 +155,9 @@ pub struct Overrides {
     /// Lobby changes a live-lobby subscriber may fall behind by before it is dropped [toml: lobby_stream_buffer] [default: 256]
     #[arg(long, env = "MATCHMAKER_LOBBY_STREAM_BUFFER", global = true)]
     pub lobby_stream_buffer: Option<usize>,
+    /// Serve the open-games list from this process's memory, kept in step by the database's notifications [toml: lobby_cache] [default: true]
+    #[arg(long, env = "MATCHMAKER_LOBBY_CACHE", global = true, value_parser = BoolishValueParser::new())]
+    pub lobby_cache: Option<bool>,
     /// Live-lobby streams one process serves at once; beyond it the stream route answers 503 [toml: lobby_stream_max] [default: 1000]
     #[arg(long, env = "MATCHMAKER_LOBBY_STREAM_MAX", global = true)]
     pub lobby_stream_max: Option<usize>,
@@ -245,6 +248,7 @@ pub struct Settings {
     pub lobby_stream_buffer: usize,
     #[serde(deserialize_with = "rule::between::<1, 1_000_000, _, _>")]
     pub lobby_stream_max: usize,
+    pub lobby_cache: bool,
     /// Players the lobby page offers tokens for; empty outside development.
     pub sample_players: Vec<SamplePlayer>,
     #[serde(deserialize_with = "rule::between::<1024, 67_108_864, _, _>")]
@@ -282,6 +286,7 @@ shutdown_timeout_ms = 10000
 lobby_stream_heartbeat_ms = 15000
 lobby_stream_buffer = 256
 lobby_stream_max = 1000
+lobby_cache = true
 sample_players = []
 max_body_bytes = 65536
 header_read_timeout_ms = 10000

@@ -86,6 +86,9 @@ pub struct Metrics {
     pub game_server_duration: Family<CallKindLabels, Histogram, fn() -> Histogram>,
     pub events: Family<EventLabels, Counter>,
     pub stream_lag: Family<StreamLabels, Gauge<f64, AtomicU64>>,
+    pub lobby_cache_lag: Histogram,
+    pub lobby_cache_games: Gauge,
+    pub lobby_cache_in_sync: Gauge,
     pub reaper: Family<ReapLabels, Counter>,
     pub games: Family<GameLabels, Gauge>,
     pub outbox_pending: Gauge,
@@ -111,6 +114,10 @@ impl Metrics {
             game_server_duration: Family::new_with_constructor(latency),
             events: Family::default(),
             stream_lag: Family::default(),
+            // 0.1 ms to ~1.6 s
+            lobby_cache_lag: Histogram::new(exponential_buckets(0.0001, 2.0, 15)),
+            lobby_cache_games: Gauge::default(),
+            lobby_cache_in_sync: Gauge::default(),
             reaper: Family::default(),
             games: Family::default(),
             outbox_pending: Gauge::default(),
@@ -154,6 +161,22 @@ impl Metrics {
             "How far the stream reader is behind: age of the last entry applied while more are \
              waiting, 0 when caught up (set by the process that holds the reader lock)",
             m.stream_lag.clone(),
+        );
+        registry.register(
+            "lobby_cache_lag_seconds",
+            "From a change to the open-games list in the database to this process's in-memory \
+             list showing it",
+            m.lobby_cache_lag.clone(),
+        );
+        registry.register(
+            "lobby_cache_games",
+            "Listed games in this process's in-memory open-games list",
+            m.lobby_cache_games.clone(),
+        );
+        registry.register(
+            "lobby_cache_in_sync",
+            "1 while open-games pages are served from memory, 0 while they come from the database",
+            m.lobby_cache_in_sync.clone(),
         );
         registry.register(
             "reaper_actions",

@@ -21,7 +21,7 @@ use crate::{
     game_server::GameServerClient,
     http::{self, AppState, HttpConfig, PartialGame},
     live::Hub,
-    lobby::{Lobby, LobbyConfig, limits::RateLimits},
+    lobby::{Lobby, LobbyConfig, limits::RateLimits, read_model::ReadModel},
     metrics::Metrics,
     workers::{
         lobby_listener::LobbyListener, outbox::Dispatcher, reaper::Reaper,
@@ -67,6 +67,7 @@ impl Application {
         let metrics = Arc::new(Metrics::new());
         let products = Products::new(&settings.products);
         let game_servers = GameServerClient::new(settings.game_server_timeout, metrics.clone())?;
+        let read_model = Arc::new(ReadModel::new(settings.lobby_cache));
         let lobby = Lobby::new(
             db.clone(),
             game_servers.clone(),
@@ -78,6 +79,7 @@ impl Application {
                 max_page_size: settings.lobby_max_page_size,
                 game_server_timeout: settings.game_server_timeout,
             },
+            read_model,
         );
         let hub = Arc::new(Hub::new(
             settings.lobby_stream_buffer,
@@ -171,7 +173,9 @@ impl Application {
         let listener = LobbyListener {
             db: self.db.clone(),
             hub: self.hub.clone(),
+            read_model: self.lobby.read_model().clone(),
             products: self.products.clone(),
+            metrics: self.metrics.clone(),
             render: PartialGame::json,
         };
         tasks.spawn(listener.run(shutdown.clone()));

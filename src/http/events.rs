@@ -134,6 +134,9 @@ async fn post_events(
         .map(|item| flatten(item, &product.product_id).and_then(|raw| Event::parse(&raw)))
         .collect();
     let outcomes = state.events.apply_all(&parsed).await?;
+    if outcomes.contains(&Outcome::Applied) {
+        state.lobby.fence().await;
+    }
     let results: Vec<EventResult> = parsed
         .into_iter()
         .zip(outcomes)

@@ -15,7 +15,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
     dto::PartialGame,
-    error::{ApiError, ApiResult, Problem},
+    error::{ApiResult, Problem},
     extract::{ProductRef, StreamCaller},
     lobby::{ListQuery, list},
     state::AppState,
@@ -68,15 +68,12 @@ async fn open_games_stream(
     StreamCaller(_player): StreamCaller,
     RawQuery(query): RawQuery,
 ) -> ApiResult<Response> {
-    let (page, filter) = ListQuery::parse(query.as_deref())?;
+    let (mut page, filter) = ListQuery::parse(query.as_deref())?;
+    page.fresh = true;
     // Subscribe first, then read the page: no change falls between the two (one may show twice,
     // which `listed`/`changed` being "insert or replace" absorbs).
     let changes = state.hub.subscribe().await?;
-    let page = list(&state, &product.product_id, page, &filter).await?;
-    let snapshot = serde_json::to_string(&page).map_err(|e| {
-        tracing::error!(error = %e, "snapshot not serialised");
-        ApiError::internal()
-    })?;
+    let snapshot = list(&state, &product.product_id, page, &filter).await?;
     let first = Event::default()
         .event("snapshot")
         .data(snapshot)

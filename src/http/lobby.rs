@@ -5,7 +5,7 @@ use axum::{
     Json,
     body::Bytes,
     extract::{RawQuery, State},
-    http::{HeaderMap, HeaderValue},
+    http::{HeaderMap, HeaderValue, header},
     response::{IntoResponse, Response},
 };
 use serde::Serialize;
@@ -22,7 +22,7 @@ use super::{
 use crate::{
     domain::{GameRef, SettingsFilter},
     lobby::{
-        Page,
+        Listing, Page,
         idempotency::{self, Answer},
     },
 };
@@ -235,27 +235,38 @@ async fn open_games(
     State(state): State<AppState>,
     PathParams(product_id): PathParams<String>,
     RawQuery(query): RawQuery,
-) -> ApiResult<Json<Vec<PartialGame>>> {
+) -> ApiResult<Response> {
     let (page, filter) = ListQuery::parse(query.as_deref())?;
-    Ok(Json(list(&state, &product_id, page, &filter).await?))
+    let body = list(&state, &product_id, page, &filter).await?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response())
 }
 
-/// A page of the open-games list as the answer shows it.
+/// A page of the open-games list as the answer's JSON array.
 pub(super) async fn list(
     state: &AppState,
     product_id: &str,
     page: Page,
     filter: &SettingsFilter,
-) -> ApiResult<Vec<PartialGame>> {
-    Ok(
-        match state.lobby.open_games(product_id, page, filter).await? {
-            Some((product, games)) => games
-                .into_iter()
-                .map(|g| PartialGame::of(g, &product))
-                .collect(),
-            None => Vec::new(),
-        },
-    )
+) -> ApiResult<String> {
+    let games: Vec<PartialGame> = match state.lobby.open_games(product_id, page, filter).await? {
+        Listing::Json(json) => return Ok(json),
+        Listing::Games(product, games) => games
+            .into_iter()
+            .map(|g| PartialGame::of(g, &product))
+            .collect(),
+        Listing::UnknownProduct => Vec::new(),
+    };
+    serde_json::to_string(&games).map_err(|e| {
+        tracing::error!(error = %e, "open games not serialised");
+        ApiError::internal()
+    })
 }
 
 /// The query of a list (or its live stream): `count`, `page` and `settings.<key>` filters.
@@ -278,6 +289,7 @@ impl ListQuery {
         let page = Page {
             count: paging(field("count"))?,
             page: paging(field("page"))?,
+            fresh: false,
         };
         let filter = SettingsFilter::parse(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
         Ok((page, filter))

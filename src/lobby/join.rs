@@ -66,7 +66,9 @@ impl Lobby {
             None => return Err(not_found()),
         }
         let expiry = self.config.expiry.secs(GameState::CreatorJoined);
-        match self.confirm_seat(product, player, game_id, expiry).await? {
+        let confirmed = self.confirm_seat(product, player, game_id, expiry).await;
+        self.fence().await;
+        match confirmed? {
             Confirmed::Held(game) => Ok(*game),
             Confirmed::Refused => Err(LobbyError::JoinRefused),
             Confirmed::Gone => Err(LobbyError::NoLongerAvailable),

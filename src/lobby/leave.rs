@@ -79,6 +79,9 @@ impl Lobby {
             }
         };
         tx.commit().await?;
+        if outcome != LeaveOutcome::NotSeated {
+            self.fence().await;
+        }
         tracing::info!(game_id = %game_id_text(game_id), ?outcome, "leave");
         Ok(outcome)
     }

@@ -14,6 +14,7 @@ pub mod limits;
 mod listing;
 pub mod ops;
 mod quick_match;
+pub mod read_model;
 
 use std::{sync::Arc, time::Duration};
 
@@ -21,7 +22,7 @@ use sqlx::PgPool;
 
 pub use create::Created;
 pub use leave::LeaveOutcome;
-pub use listing::Page;
+pub use listing::{Listing, Page};
 pub use quick_match::QuickMatchOutcome;
 
 pub use crate::domain::LobbyResult;
@@ -50,6 +51,8 @@ pub struct Lobby {
     config: LobbyConfig,
     /// Keeps a burst of quick matches from creating more games than needed.
     creations: quick_match::Gates,
+    /// The open-games list in memory, fed by the lobby listener.
+    read_model: Arc<read_model::ReadModel>,
 }
 
 impl Lobby {
@@ -58,6 +61,7 @@ impl Lobby {
         game_servers: GameServerClient,
         products: Products,
         config: LobbyConfig,
+        read_model: Arc<read_model::ReadModel>,
     ) -> Arc<Self> {
         Arc::new(Self {
             db,
@@ -65,6 +69,7 @@ impl Lobby {
             products,
             config,
             creations: Default::default(),
+            read_model,
         })
     }
 

@@ -92,7 +92,9 @@ impl Lobby {
                 },
                 Pick::Reserved(game_id, game_state) => {
                     let expiry = self.config.expiry.secs(game_state);
-                    match self.confirm_seat(product, player, game_id, expiry).await? {
+                    let confirmed = self.confirm_seat(product, player, game_id, expiry).await;
+                    self.fence().await;
+                    match confirmed? {
                         Confirmed::Held(game) => return Ok((*game, QuickMatchOutcome::Joined)),
                         // The game vanished while the game server was asked: look again.
                         Confirmed::Gone => {}

@@ -119,6 +119,15 @@ pub async fn fetch(
     game_id: Uuid,
     product_id: &str,
 ) -> sqlx::Result<Option<Game>> {
+    Ok(fetch_many(db, &[game_id], Some(product_id)).await?.pop())
+}
+
+/// Games by id (of one product, if given), with their held players; missing ones are left out.
+pub async fn fetch_many(
+    db: impl PgExecutor<'_>,
+    game_ids: &[Uuid],
+    product_id: Option<&str>,
+) -> sqlx::Result<Vec<Game>> {
     sqlx::query_as!(
         Game,
         r#"
@@ -129,12 +138,12 @@ pub async fn fetch(
                      where p.game_id = g.game_id and p.status = 'held'
                      order by p.joined_at, p.seat) as "players!"
         from games g
-        where g.game_id = $1 and g.product_id = $2
+        where g.game_id = any($1) and ($2::text is null or g.product_id = $2)
         "#,
-        game_id,
+        game_ids,
         product_id
     )
-    .fetch_optional(db)
+    .fetch_all(db)
     .await
 }
 
@@ -715,4 +724,13 @@ pub async fn by_join_code(
     )
     .fetch_optional(db)
     .await
+}
+
+/// Sends a notification on the lobby channel after this connection's earlier commits (a read
+/// model's fence, see `lobby::read_model`).
+pub async fn notify_lobby(db: impl PgExecutor<'_>, payload: &str) -> sqlx::Result<()> {
+    sqlx::query!("select pg_notify('matchmaker_lobby', $1)", payload)
+        .execute(db)
+        .await?;
+    Ok(())
 }

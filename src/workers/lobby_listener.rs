@@ -1,8 +1,11 @@
-//! Feeds the live lobby: `LISTEN matchmaker_lobby`, read each changed game once, publish it to
-//! this process's hub. A lost connection means notifications may have been missed: the hub's
-//! subscribers start over and new ones wait until the listener is back.
+//! Keeps the open-games list in step, for this process's in-memory list
+//! (`lobby::read_model`) and its live-lobby subscribers (`live::Hub`): `LISTEN
+//! matchmaker_lobby`, load every listed game, then for each batch of notifications read the
+//! changed games once and apply them. A lost connection means notifications may have been
+//! missed: pages come from the database, the hub's subscribers start over and new ones wait,
+//! until the listener is back and has loaded again.
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use serde::Deserialize;
 use sqlx::{PgPool, postgres::PgListener};
@@ -10,21 +13,34 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::{
-    domain::Products,
+    domain::{Game, Product, Products, SettingsFilter},
     live::{Change, Hub, Kind},
+    lobby::read_model::{Entry, ReadModel},
+    metrics::Metrics,
     store::games,
 };
 
 pub const CHANNEL: &str = "matchmaker_lobby";
 /// How long the listener waits before reconnecting after an error.
 const RECONNECT: Duration = Duration::from_secs(1);
+/// Most notifications applied together (their games read in one statement).
+const BATCH: usize = 256;
 
 pub struct LobbyListener {
     pub db: PgPool,
     pub hub: Arc<Hub>,
+    pub read_model: Arc<ReadModel>,
     pub products: Products,
-    /// Turns a listed game into the JSON subscribers receive (the HTTP layer's partial game).
-    pub render: fn(&crate::domain::Game, &crate::domain::Product) -> serde_json::Result<String>,
+    pub metrics: Arc<Metrics>,
+    /// Turns a listed game into the JSON of an open-games entry (the HTTP layer's partial game).
+    pub render: fn(&Game, &Product) -> serde_json::Result<String>,
+}
+
+/// A read model's fence (`lobby::read_model`).
+#[derive(Deserialize)]
+struct Fence {
+    fence: u64,
+    instance: String,
 }
 
 #[derive(Deserialize)]
@@ -32,52 +48,73 @@ struct Notice {
     kind: String,
     product_id: String,
     game_id: String,
+    /// When the change was made, in seconds since the epoch.
+    at: Option<f64>,
 }
 
 impl LobbyListener {
     /// Listens until `shutdown`, reconnecting after failures.
     pub async fn run(self, shutdown: CancellationToken) {
-        let hub = &self.hub;
         while !shutdown.is_cancelled() {
             let mut listener = match self.listen().await {
                 Ok(l) => l,
                 Err(e) => {
-                    tracing::warn!(error = %e, "live lobby: cannot listen; retrying");
+                    tracing::warn!(error = %e, "lobby listener: cannot listen; retrying");
                     super::sleep_or_stop(&shutdown, RECONNECT).await;
                     continue;
                 }
             };
-            // From here on no change is missed: new subscribers may start.
-            hub.set_ready(true);
+            // From here on no change is missed: load, then apply what arrives.
+            if let Err(e) = self.load_once().await {
+                tracing::warn!(error = %e, "lobby listener: cannot load the open games; retrying");
+                super::sleep_or_stop(&shutdown, RECONNECT).await;
+                continue;
+            }
+            self.hub.set_ready(true);
             loop {
-                let next = tokio::select! {
+                let first = tokio::select! {
                     _ = shutdown.cancelled() => break,
                     n = listener.try_recv() => n,
                 };
-                match next {
-                    Ok(Some(notice)) => {
-                        if let Err(e) = self.forward_once(notice.payload()).await {
-                            tracing::warn!(error = %e, "live lobby: change not forwarded");
+                let lost = match first {
+                    Ok(Some(first)) => {
+                        let mut batch = vec![first.payload().to_string()];
+                        while batch.len() < BATCH {
+                            match listener.next_buffered() {
+                                Some(n) => batch.push(n.payload().to_string()),
+                                None => break,
+                            }
+                        }
+                        if let Err(e) = self.forward_once(&batch).await {
+                            // A change not applied would leave the list stale: start over.
+                            tracing::warn!(error = %e, "lobby listener: changes not applied; reloading");
+                            true
+                        } else {
+                            false
                         }
                     }
-                    // The connection dropped: what happened meanwhile is lost.
-                    Ok(None) => {
-                        hub.set_ready(false);
-                        hub.resync();
-                        break;
-                    }
+                    Ok(None) => true,
                     Err(e) => {
-                        tracing::warn!(error = %e, "live lobby: listener failed; reconnecting");
-                        hub.set_ready(false);
-                        hub.resync();
+                        tracing::warn!(error = %e, "lobby listener: connection failed; reconnecting");
                         super::sleep_or_stop(&shutdown, RECONNECT).await;
-                        break;
+                        true
                     }
+                };
+                if lost {
+                    self.lose_sync();
+                    break;
                 }
             }
         }
-        hub.set_ready(false);
-        hub.close();
+        self.lose_sync();
+        self.hub.close();
+    }
+
+    fn lose_sync(&self) {
+        self.read_model.lose_sync();
+        self.metrics.lobby_cache_in_sync.set(0);
+        self.hub.set_ready(false);
+        self.hub.resync();
     }
 
     async fn listen(&self) -> sqlx::Result<PgListener> {
@@ -86,45 +123,136 @@ impl LobbyListener {
         Ok(listener)
     }
 
-    /// Turns one notification into a change for the subscribers (reading the game once).
-    pub async fn forward_once(&self, payload: &str) -> anyhow::Result<()> {
-        if self.hub.subscribers() == 0 {
-            return Ok(());
+    /// Reads every listed game into the in-memory list (call with the listener connected).
+    pub async fn load_once(&self) -> anyhow::Result<usize> {
+        if !self.read_model.enabled() {
+            return Ok(0);
         }
-        let notice: Notice = serde_json::from_str(payload)?;
-        let Some(product) = self.products.get(&notice.product_id) else {
-            return Ok(());
-        };
+        let fences_before = self.read_model.fences_sent();
+        let mut listed = Vec::new();
+        for product in self.products.iter() {
+            let page = games::open_page(
+                &self.db,
+                &product.product_id,
+                i64::MAX,
+                0,
+                SettingsFilter::default().as_json(),
+            )
+            .await?;
+            for game in page {
+                let entry = self.entry(&game, product)?;
+                listed.push((game, entry));
+            }
+        }
+        let n = listed.len();
+        self.read_model.load(listed, fences_before);
+        self.metrics.lobby_cache_in_sync.set(1);
+        self.metrics.lobby_cache_games.set(n as i64);
+        tracing::info!(games = n, "lobby listener: open games loaded");
+        Ok(n)
+    }
+
+    fn entry(&self, game: &Game, product: &Product) -> serde_json::Result<Entry> {
+        Ok(Entry {
+            settings: game.settings.clone(),
+            json: (self.render)(game, product)?,
+        })
+    }
+
+    /// Applies a batch of notifications: the changed games are read once, as they are now,
+    /// and each goes into (or out of) the in-memory list and to the live-lobby subscribers.
+    pub async fn forward_once(&self, payloads: &[String]) -> anyhow::Result<()> {
+        let notices: Vec<Notice> = payloads
+            .iter()
+            // Fences are seen once every change before them is applied: at the end of this call.
+            .filter(|p| serde_json::from_str::<Fence>(p).is_err())
+            .filter_map(|p| {
+                serde_json::from_str(p)
+                    .inspect_err(|e| tracing::warn!(error = %e, "lobby listener: bad notification"))
+                    .ok()
+            })
+            .filter(|n: &Notice| self.products.get(&n.product_id).is_some())
+            .collect();
+        let watched = self.hub.subscribers() > 0;
+        if !notices.is_empty() && (watched || self.read_model.enabled()) {
+            self.apply(&notices, watched).await?;
+        }
+        for fence in payloads
+            .iter()
+            .filter_map(|p| serde_json::from_str::<Fence>(p).ok())
+        {
+            self.read_model.saw_fence(&fence.instance, fence.fence);
+        }
+        Ok(())
+    }
+
+    async fn apply(&self, notices: &[Notice], watched: bool) -> anyhow::Result<()> {
+        let mut ids: Vec<Uuid> = notices
+            .iter()
+            .filter_map(|n| Uuid::try_parse(&n.game_id).ok())
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let current: HashMap<Uuid, Game> = games::fetch_many(&self.db, &ids, None)
+            .await?
+            .into_iter()
+            .map(|g| (g.game_id, g))
+            .collect();
+        let now = chrono::Utc::now().timestamp_micros() as f64 / 1e6;
+        for notice in notices {
+            let Some(product) = self.products.get(&notice.product_id) else {
+                continue;
+            };
+            let Ok(game_id) = Uuid::try_parse(&notice.game_id) else {
+                continue;
+            };
+            let game = current
+                .get(&game_id)
+                .filter(|g| g.product_id == notice.product_id);
+            let listed = game.filter(|g| g.is_listed());
+            let entry = listed.map(|g| self.entry(g, &product)).transpose()?;
+            if let Some(at) = notice.at {
+                self.metrics.lobby_cache_lag.observe((now - at).max(0.0));
+            }
+            if watched {
+                self.publish(notice, listed, entry.as_ref());
+            }
+            self.read_model
+                .apply(&notice.product_id, game_id, listed.zip(entry));
+        }
+        self.metrics
+            .lobby_cache_games
+            .set(self.read_model.len() as i64);
+        Ok(())
+    }
+
+    fn publish(&self, notice: &Notice, listed: Option<&Game>, entry: Option<&Entry>) {
         let kind = match notice.kind.as_str() {
             "listed" => Kind::Listed,
             "changed" => Kind::Changed,
             "unlisted" => Kind::Unlisted,
-            other => anyhow::bail!("unknown lobby change {other:?}"),
+            other => {
+                tracing::warn!(kind = other, "lobby listener: unknown lobby change");
+                return;
+            }
         };
         if kind == Kind::Unlisted {
             self.hub.publish(Change {
                 kind,
-                product_id: notice.product_id,
+                product_id: notice.product_id.clone(),
                 settings: None,
                 data: serde_json::json!({ "game_id": notice.game_id }).to_string(),
             });
-            return Ok(());
+            return;
         }
-        let game_id = Uuid::try_parse(&notice.game_id)?;
         // The game as it is now. If it is no longer listed, a later notification unlists it.
-        let Some(game) = games::fetch(&self.db, game_id, &notice.product_id).await? else {
-            return Ok(());
-        };
-        if !game.is_listed() {
-            return Ok(());
+        if let (Some(game), Some(entry)) = (listed, entry) {
+            self.hub.publish(Change {
+                kind,
+                product_id: notice.product_id.clone(),
+                settings: Some(game.settings.clone()),
+                data: entry.json.clone(),
+            });
         }
-        let data = (self.render)(&game, &product)?;
-        self.hub.publish(Change {
-            kind,
-            product_id: notice.product_id,
-            settings: Some(game.settings),
-            data,
-        });
-        Ok(())
     }
 }

@@ -1,0 +1,288 @@
+//! The open-games list served from memory: per product, the listed games in the list's order
+//! (`lobby_at`, then id), each entry's JSON rendered once.
+//!
+//! The lobby listener (`workers::lobby_listener`) keeps it in step: it LISTENs first, then
+//! loads every listed game, then applies each notification by reading the game as it is now.
+//! Because an entry is always replaced by the game's current row (never by what a notification
+//! said), applying a notification late or twice converges on the database's state: no sequence
+//! numbers are needed, and a page trails a commit by the notification delay and no more.
+//! Until the first load, and whenever the listener has lost its connection, the list is "out
+//! of sync" and pages come from the database. Seats never come from here: joins always go
+//! through the database, so a stale entry costs a 409, never a wrong seat.
+//!
+//! A player reads their own writes: after a change this process made to the list (a join, a
+//! leave, an event over HTTP), it sends a *fence*, a notification of its own on the same
+//! channel; notifications arrive in commit order, so until the listener has seen the fence,
+//! every change before it may still be on its way, and pages come from the database.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::{
+        Arc, PoisonError, RwLock,
+        atomic::{AtomicU64, Ordering},
+    },
+};
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::domain::{Game, SettingsFilter};
+
+/// One listed game: what a filter looks at and what a page shows.
+#[derive(Debug)]
+pub struct Entry {
+    pub settings: Value,
+    /// The game's open-games JSON.
+    pub json: String,
+}
+
+type Order = (Option<DateTime<Utc>>, Uuid);
+
+#[derive(Default)]
+struct ProductList {
+    by_order: BTreeMap<Order, Arc<Entry>>,
+    order_of: HashMap<Uuid, Order>,
+}
+
+impl ProductList {
+    fn remove(&mut self, game_id: Uuid) {
+        if let Some(order) = self.order_of.remove(&game_id) {
+            self.by_order.remove(&order);
+        }
+    }
+
+    fn put(&mut self, game: &Game, entry: Entry) {
+        self.remove(game.game_id);
+        let order = (game.lobby_at, game.game_id);
+        self.order_of.insert(game.game_id, order);
+        self.by_order.insert(order, Arc::new(entry));
+    }
+}
+
+#[derive(Default)]
+struct State {
+    in_sync: bool,
+    products: HashMap<String, ProductList>,
+}
+
+/// This process's copy of the open-games list.
+pub struct ReadModel {
+    enabled: bool,
+    state: RwLock<State>,
+    /// Tells this process's fences from other processes'.
+    instance: String,
+    fences_sent: AtomicU64,
+    fence_seen: AtomicU64,
+}
+
+impl ReadModel {
+    /// `enabled: false` (the `lobby_cache` setting) keeps every page on the database.
+    pub fn new(enabled: bool) -> Self {
+        Self {
+            enabled,
+            state: RwLock::default(),
+            instance: Uuid::new_v4().simple().to_string(),
+            fences_sent: AtomicU64::new(0),
+            fence_seen: AtomicU64::new(0),
+        }
+    }
+
+    /// The payload of a new fence, or `None` when no page is served from memory anyway.
+    pub fn next_fence(&self) -> Option<(u64, String)> {
+        if !self.in_sync() {
+            return None;
+        }
+        let n = self.fences_sent.fetch_add(1, Ordering::SeqCst) + 1;
+        Some((
+            n,
+            format!(r#"{{"fence":{n},"instance":"{}"}}"#, self.instance),
+        ))
+    }
+
+    /// A fence that could not be sent will never be seen: stop waiting for it.
+    pub fn fence_failed(&self, n: u64) {
+        self.fence_seen.fetch_max(n, Ordering::SeqCst);
+    }
+
+    /// The listener saw a fence; `false` when it is another process's.
+    pub fn saw_fence(&self, instance: &str, n: u64) -> bool {
+        if instance != self.instance {
+            return false;
+        }
+        self.fence_seen.fetch_max(n, Ordering::SeqCst);
+        true
+    }
+
+    fn fenced(&self) -> bool {
+        self.fence_seen.load(Ordering::SeqCst) < self.fences_sent.load(Ordering::SeqCst)
+    }
+
+    /// Fences sent so far (read before a load: the load sees every write they follow).
+    pub fn fences_sent(&self) -> u64 {
+        self.fences_sent.load(Ordering::SeqCst)
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    pub fn in_sync(&self) -> bool {
+        self.read().in_sync
+    }
+
+    /// Notifications may have been missed: serve from the database until the next load.
+    pub fn lose_sync(&self) {
+        let mut state = self.write();
+        state.in_sync = false;
+        state.products.clear();
+    }
+
+    /// Replaces the whole list with `listed` (games read after the listener started) and
+    /// starts serving from memory.
+    pub fn load(&self, listed: Vec<(Game, Entry)>, fences_before: u64) {
+        let mut products: HashMap<String, ProductList> = HashMap::new();
+        for (game, entry) in listed {
+            products
+                .entry(game.product_id.clone())
+                .or_default()
+                .put(&game, entry);
+        }
+        let mut state = self.write();
+        state.products = products;
+        state.in_sync = self.enabled;
+        self.fence_seen.fetch_max(fences_before, Ordering::SeqCst);
+    }
+
+    /// Applies the current state of a changed game: listed (with its entry) or not. `game_id`
+    /// and `product_id` name it when it is gone.
+    pub fn apply(&self, product_id: &str, game_id: Uuid, current: Option<(&Game, Entry)>) {
+        let mut state = self.write();
+        let list = state.products.entry(product_id.to_string()).or_default();
+        match current {
+            Some((game, entry)) if game.is_listed() => list.put(game, entry),
+            _ => list.remove(game_id),
+        }
+    }
+
+    /// A page as a JSON array, or `None` when the list is not in sync (ask the database).
+    pub fn page(
+        &self,
+        product_id: &str,
+        offset: usize,
+        count: usize,
+        filter: &SettingsFilter,
+    ) -> Option<String> {
+        if self.fenced() {
+            return None;
+        }
+        let state = self.read();
+        if !state.in_sync {
+            return None;
+        }
+        let mut out = String::from("[");
+        if let Some(list) = state.products.get(product_id) {
+            let entries = list
+                .by_order
+                .values()
+                .filter(|e| filter.matches(&e.settings))
+                .skip(offset)
+                .take(count);
+            for (i, entry) in entries.enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&entry.json);
+            }
+        }
+        out.push(']');
+        Some(out)
+    }
+
+    /// Listed games held, all products.
+    pub fn len(&self) -> usize {
+        self.read()
+            .products
+            .values()
+            .map(|l| l.by_order.len())
+            .sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::GameState;
+    use serde_json::json;
+
+    fn game(n: u128, listed: bool, mode: &str) -> Game {
+        Game {
+            game_id: Uuid::from_u128(n),
+            product_id: "p".into(),
+            creator_id: "c".into(),
+            creator_name: "c".into(),
+            num_players: 2,
+            seats_taken: 1,
+            settings: json!({ "mode": mode }),
+            token: String::new(),
+            state: if listed {
+                GameState::CreatorJoined
+            } else {
+                GameState::Created
+            },
+            updated_at: Utc::now(),
+            lobby_at: Some(DateTime::from_timestamp(n as i64, 0).unwrap()),
+            join_code: None,
+            players: vec![],
+        }
+    }
+
+    fn entry(g: &Game) -> Entry {
+        Entry {
+            settings: g.settings.clone(),
+            json: format!("{}", g.game_id.as_u128()),
+        }
+    }
+
+    #[test]
+    fn pages_follow_the_list_order_filters_and_changes() {
+        let model = ReadModel::new(true);
+        let all = SettingsFilter::default();
+        assert_eq!(model.page("p", 0, 10, &all), None, "not loaded yet");
+        let (a, b, c) = (game(3, true, "x"), game(1, true, "y"), game(2, true, "x"));
+        model.load([&a, &b, &c].map(|g| (g.clone(), entry(g))).into(), 0);
+        assert_eq!(model.page("p", 0, 10, &all).unwrap(), "[1,2,3]");
+        assert_eq!(model.page("p", 1, 1, &all).unwrap(), "[2]");
+        assert_eq!(model.page("other", 0, 10, &all).unwrap(), "[]");
+        let x = SettingsFilter::parse([("settings.mode", "x")]).unwrap();
+        assert_eq!(model.page("p", 0, 10, &x).unwrap(), "[2,3]");
+        // unlisted, then gone
+        let c2 = game(2, false, "x");
+        model.apply("p", c2.game_id, Some((&c2, entry(&c2))));
+        model.apply("p", a.game_id, None);
+        assert_eq!(model.page("p", 0, 10, &all).unwrap(), "[1]");
+        // a write of ours: the database answers until the fence comes round
+        let (n, payload) = model.next_fence().unwrap();
+        assert_eq!(model.page("p", 0, 10, &all), None);
+        let seen: Value = serde_json::from_str(&payload).unwrap();
+        assert!(!model.saw_fence("someone else", n));
+        assert!(model.saw_fence(seen["instance"].as_str().unwrap(), n));
+        assert_eq!(model.page("p", 0, 10, &all).unwrap(), "[1]");
+        model.lose_sync();
+        assert_eq!(model.page("p", 0, 10, &all), None);
+        assert!(model.is_empty());
+        assert_eq!(ReadModel::new(false).page("p", 0, 1, &all), None);
+    }
+}

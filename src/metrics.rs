@@ -63,6 +63,11 @@ pub struct GameLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabels {
+    pub source: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StreamLabels {
     pub stream: String,
 }
@@ -87,6 +92,7 @@ pub struct Metrics {
     pub events: Family<EventLabels, Counter>,
     pub stream_lag: Family<StreamLabels, Gauge<f64, AtomicU64>>,
     pub lobby_cache_lag: Histogram,
+    pub lobby_pages: Family<SourceLabels, Counter>,
     pub lobby_cache_games: Gauge,
     pub lobby_cache_in_sync: Gauge,
     pub reaper: Family<ReapLabels, Counter>,
@@ -117,6 +123,7 @@ impl Metrics {
             // 0.1 ms to ~1.6 s
             lobby_cache_lag: Histogram::new(exponential_buckets(0.0001, 2.0, 15)),
             lobby_cache_games: Gauge::default(),
+            lobby_pages: Family::default(),
             lobby_cache_in_sync: Gauge::default(),
             reaper: Family::default(),
             games: Family::default(),
@@ -167,6 +174,11 @@ impl Metrics {
             "From a change to the open-games list in the database to this process's in-memory \
              list showing it",
             m.lobby_cache_lag.clone(),
+        );
+        registry.register(
+            "lobby_pages",
+            "Open-games pages by where they were read: memory or database",
+            m.lobby_pages.clone(),
         );
         registry.register(
             "lobby_cache_games",
@@ -223,6 +235,9 @@ impl Metrics {
                     .lobby_operations
                     .get_or_create(&OutcomeLabels { operation, outcome });
             }
+        }
+        for source in ["memory", "database"] {
+            let _ = m.lobby_pages.get_or_create(&SourceLabels { source });
         }
         for action in [
             "expired",

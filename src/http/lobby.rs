@@ -25,6 +25,7 @@ use crate::{
         Listing, Page,
         idempotency::{self, Answer},
     },
+    metrics::SourceLabels,
 };
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -255,7 +256,17 @@ pub(super) async fn list(
     page: Page,
     filter: &SettingsFilter,
 ) -> ApiResult<String> {
-    let games: Vec<PartialGame> = match state.lobby.open_games(product_id, page, filter).await? {
+    let listing = state.lobby.open_games(product_id, page, filter).await?;
+    let source = match listing {
+        Listing::Json(_) => "memory",
+        _ => "database",
+    };
+    state
+        .metrics
+        .lobby_pages
+        .get_or_create(&SourceLabels { source })
+        .inc();
+    let games: Vec<PartialGame> = match listing {
         Listing::Json(json) => return Ok(json),
         Listing::Games(product, games) => games
             .into_iter()

@@ -16,10 +16,10 @@
 //! every change before it may still be on its way, and pages come from the database.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, BTreeSet, HashMap},
     sync::{
-        Arc, PoisonError, RwLock,
-        atomic::{AtomicU64, Ordering},
+        Arc, Mutex, PoisonError, RwLock,
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
 };
 
@@ -73,7 +73,11 @@ pub struct ReadModel {
     /// Tells this process's fences from other processes'.
     instance: String,
     fences_sent: AtomicU64,
-    fence_seen: AtomicU64,
+    /// Fences sent and not seen yet. Each is waited for by number: seeing a later one says
+    /// nothing of the writes behind an earlier one, which may commit after it.
+    unseen: Mutex<BTreeSet<u64>>,
+    /// `unseen` is not empty (read on every page without the lock).
+    fenced: AtomicBool,
 }
 
 impl ReadModel {
@@ -84,7 +88,8 @@ impl ReadModel {
             state: RwLock::default(),
             instance: Uuid::new_v4().simple().to_string(),
             fences_sent: AtomicU64::new(0),
-            fence_seen: AtomicU64::new(0),
+            unseen: Mutex::default(),
+            fenced: AtomicBool::new(false),
         }
     }
 
@@ -94,6 +99,9 @@ impl ReadModel {
             return None;
         }
         let n = self.fences_sent.fetch_add(1, Ordering::SeqCst) + 1;
+        self.update_fences(|unseen| {
+            unseen.insert(n);
+        });
         Some((
             n,
             format!(r#"{{"fence":{n},"instance":"{}"}}"#, self.instance),
@@ -102,7 +110,9 @@ impl ReadModel {
 
     /// A fence that could not be sent will never be seen: stop waiting for it.
     pub fn fence_failed(&self, n: u64) {
-        self.fence_seen.fetch_max(n, Ordering::SeqCst);
+        self.update_fences(|unseen| {
+            unseen.remove(&n);
+        });
     }
 
     /// The listener saw a fence; `false` when it is another process's.
@@ -110,12 +120,20 @@ impl ReadModel {
         if instance != self.instance {
             return false;
         }
-        self.fence_seen.fetch_max(n, Ordering::SeqCst);
+        self.update_fences(|unseen| {
+            unseen.remove(&n);
+        });
         true
     }
 
+    fn update_fences(&self, change: impl FnOnce(&mut BTreeSet<u64>)) {
+        let mut unseen = self.unseen.lock().unwrap_or_else(PoisonError::into_inner);
+        change(&mut unseen);
+        self.fenced.store(!unseen.is_empty(), Ordering::SeqCst);
+    }
+
     fn fenced(&self) -> bool {
-        self.fence_seen.load(Ordering::SeqCst) < self.fences_sent.load(Ordering::SeqCst)
+        self.fenced.load(Ordering::SeqCst)
     }
 
     /// Fences sent so far (read before a load: the load sees every write they follow).
@@ -151,7 +169,8 @@ impl ReadModel {
         let mut state = self.write();
         state.products = products;
         state.in_sync = self.enabled;
-        self.fence_seen.fetch_max(fences_before, Ordering::SeqCst);
+        // A load sees every write that a fence sent before it follows.
+        self.update_fences(|unseen| unseen.retain(|n| *n > fences_before));
     }
 
     /// Applies the current state of a changed game: listed (with its entry) or not. `game_id`
@@ -277,8 +296,16 @@ mod tests {
         let (n, payload) = model.next_fence().unwrap();
         assert_eq!(model.page("p", 0, 10, &all), None);
         let seen: Value = serde_json::from_str(&payload).unwrap();
+        let me = seen["instance"].as_str().unwrap();
+        let (later, _) = model.next_fence().unwrap();
         assert!(!model.saw_fence("someone else", n));
-        assert!(model.saw_fence(seen["instance"].as_str().unwrap(), n));
+        // a later fence says nothing of the writes behind an earlier one
+        assert!(model.saw_fence(me, later));
+        assert_eq!(model.page("p", 0, 10, &all), None);
+        assert!(model.saw_fence(me, n));
+        assert_eq!(model.page("p", 0, 10, &all).unwrap(), "[1]");
+        let (lost, _) = model.next_fence().unwrap();
+        model.fence_failed(lost);
         assert_eq!(model.page("p", 0, 10, &all).unwrap(), "[1]");
         model.lose_sync();
         assert_eq!(model.page("p", 0, 10, &all), None);

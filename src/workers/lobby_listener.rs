@@ -9,6 +9,7 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use serde::Deserialize;
 use sqlx::{PgPool, postgres::PgListener};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -71,40 +72,59 @@ impl LobbyListener {
                 continue;
             }
             self.hub.set_ready(true);
+            // One task reads notifications as they come, so that the changes that arrive while
+            // a batch is applied are applied together next.
+            let (tx, mut rx) = mpsc::unbounded_channel();
+            let reader = tokio::spawn(async move {
+                loop {
+                    let next = match listener.try_recv().await {
+                        Ok(Some(n)) => Some(n.payload().to_string()),
+                        Ok(None) => None,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "lobby listener: connection failed; reconnecting");
+                            None
+                        }
+                    };
+                    let lost = next.is_none();
+                    if tx.send(next).is_err() || lost {
+                        return;
+                    }
+                }
+            });
             loop {
                 let first = tokio::select! {
                     _ = shutdown.cancelled() => break,
-                    n = listener.try_recv() => n,
+                    n = rx.recv() => n.flatten(),
                 };
-                let lost = match first {
-                    Ok(Some(first)) => {
-                        let mut batch = vec![first.payload().to_string()];
-                        while batch.len() < BATCH {
-                            match listener.next_buffered() {
-                                Some(n) => batch.push(n.payload().to_string()),
-                                None => break,
-                            }
-                        }
-                        if let Err(e) = self.forward_once(&batch).await {
-                            // A change not applied would leave the list stale: start over.
-                            tracing::warn!(error = %e, "lobby listener: changes not applied; reloading");
-                            true
-                        } else {
-                            false
-                        }
-                    }
-                    Ok(None) => true,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "lobby listener: connection failed; reconnecting");
-                        super::sleep_or_stop(&shutdown, RECONNECT).await;
-                        true
-                    }
+                let Some(first) = first else {
+                    // The connection dropped: what happened meanwhile is lost.
+                    self.lose_sync();
+                    super::sleep_or_stop(&shutdown, RECONNECT).await;
+                    break;
                 };
+                let mut batch = vec![first];
+                let mut lost = false;
+                while batch.len() < BATCH {
+                    match rx.try_recv() {
+                        Ok(Some(payload)) => batch.push(payload),
+                        Ok(None) => {
+                            lost = true;
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                if let Err(e) = self.forward_once(&batch).await {
+                    // A change not applied would leave the list stale: start over.
+                    tracing::warn!(error = %e, "lobby listener: changes not applied; reloading");
+                    lost = true;
+                }
                 if lost {
                     self.lose_sync();
                     break;
                 }
             }
+            reader.abort();
         }
         self.lose_sync();
         self.hub.close();

@@ -21,6 +21,7 @@ mod open_games;
 mod private;
 mod process;
 mod quick_match;
+mod read_model;
 mod rules;
 mod status;
 mod stream;

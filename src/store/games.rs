@@ -635,7 +635,9 @@ pub async fn lock_quick_matcher(
 }
 
 /// The player's seat in a game of the product that is still waiting for players
-/// (`created` or `creator_joined`), if any.
+/// (`created` or `creator_joined`), if any. Starts from the player's seats (a handful, by
+/// `game_players_player_idx`) whatever the statistics say: on a freshly migrated database the
+/// planner would otherwise loop over every waiting game.
 pub async fn waiting_seat(
     conn: &mut PgConnection,
     product_id: &str,
@@ -643,11 +645,17 @@ pub async fn waiting_seat(
 ) -> sqlx::Result<Option<(Uuid, SeatStatus)>> {
     let row = sqlx::query!(
         r#"
-        select p.game_id, p.status as "status: SeatStatus"
-        from game_players p join games g using (game_id)
-        where p.player_id = $2 and g.product_id = $1
-          and g.state in ('created', 'creator_joined')
-        order by p.joined_at desc
+        select s.game_id as "game_id!", s.status as "status!: SeatStatus"
+        from (
+            select p.game_id, p.status, p.joined_at,
+                   -- a subplan per seat (by the primary key), never a join over the games
+                   (select g.state from games g
+                    where g.game_id = p.game_id and g.product_id = $1) as state
+            from game_players p
+            where p.player_id = $2
+        ) s
+        where s.state in ('created', 'creator_joined')
+        order by s.joined_at desc
         limit 1
         "#,
         product_id,

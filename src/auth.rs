@@ -28,9 +28,37 @@ pub struct Authenticator {
     require_expiry: bool,
 }
 
-/// The claims, as they came: a claim present as `null` is not an absent claim.
-#[derive(Deserialize)]
+/// The claims, as they came: a claim present as `null` is not an absent claim, and a claim
+/// given twice (which one would the portal have meant?) makes the token invalid.
 struct Claims(serde_json::Map<String, Value>);
+
+impl<'de> Deserialize<'de> for Claims {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Claims;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object of claims")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Claims, A::Error> {
+                let mut claims = serde_json::Map::new();
+                while let Some((key, value)) = map.next_entry::<String, Value>()? {
+                    if claims.contains_key(&key) {
+                        return Err(serde::de::Error::custom(format!(
+                            "claim `{key}` given twice"
+                        )));
+                    }
+                    claims.insert(key, value);
+                }
+                Ok(Claims(claims))
+            }
+        }
+        d.deserialize_map(Visitor)
+    }
+}
 
 /// Our own check of the time claims: jsonwebtoken checks them only when they parse as unsigned
 /// integers and lets a string, a negative or a fractional date through unchecked. A time claim,

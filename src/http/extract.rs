@@ -9,7 +9,7 @@ use std::{
 };
 
 use axum::{
-    extract::{ConnectInfo, FromRequestParts, Path, RawPathParams},
+    extract::{ConnectInfo, FromRequestParts},
     http::{HeaderMap, HeaderName, header::AUTHORIZATION, request::Parts},
 };
 
@@ -47,25 +47,66 @@ pub fn authorization(headers: &HeaderMap) -> ApiResult<Option<&[u8]>> {
     Ok(first)
 }
 
-/// Path parameters, with a problem document (not axum's plain text) when a segment cannot be
-/// read, e.g. percent-encoded bytes that are not UTF-8.
-pub struct PathParams<T>(pub T);
+/// Percent-decodes a path segment or a query component (`+` is a space only in queries).
+pub fn percent_decode(raw: &str, plus_is_space: bool) -> Vec<u8> {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| char::from(b).to_digit(16);
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push((h * 16 + l) as u8);
+                    i += 3;
+                    continue;
+                }
+                _ => out.push(b'%'),
+            },
+            b'+' if plus_is_space => out.push(b' '),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    out
+}
 
-impl<T, S> FromRequestParts<S> for PathParams<T>
-where
-    T: serde::de::DeserializeOwned + Send,
-    S: Send + Sync,
-{
+/// The path's segments after the route's prefix (`/game_lobby/{product_id}/...`), decoded.
+fn segment(parts: &Parts, index: usize) -> Option<Vec<u8>> {
+    parts
+        .uri
+        .path()
+        .split('/')
+        .nth(index)
+        .map(|s| percent_decode(s, false))
+}
+
+/// The `{product_id}` segment as text; a segment that is not UTF-8 names no product (400).
+/// Read from the raw path, so that another segment's bytes cannot make the product unknown.
+pub struct ProductSegment(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for ProductSegment {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        match Path::<T>::from_request_parts(parts, state).await {
-            Ok(Path(value)) => Ok(Self(value)),
-            Err(rejection) => Err(ApiError::bad_request(format!(
-                "Invalid request - {}",
-                rejection.body_text()
-            ))),
-        }
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        segment(parts, 2)
+            .and_then(|b| String::from_utf8(b).ok())
+            .map(Self)
+            .ok_or_else(ApiError::invalid_product)
+    }
+}
+
+/// The last segment of `/game_lobby/{product_id}/<route>/{segment}` (a game id or a join
+/// code), decoded; bytes that are not UTF-8 become U+FFFD, which no game id or code holds, so
+/// the use case refuses it with its own message.
+pub struct LastSegment(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for LastSegment {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Infallible> {
+        let bytes = segment(parts, 4).unwrap_or_default();
+        Ok(Self(String::from_utf8_lossy(&bytes).into_owned()))
     }
 }
 
@@ -98,17 +139,10 @@ impl FromRequestParts<AppState> for ProductRef {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let params = RawPathParams::from_request_parts(parts, state)
-            .await
-            .map_err(|_| ApiError::invalid_product())?;
-        let id = params
-            .iter()
-            .find(|(k, _)| *k == "product_id")
-            .map(|(_, v)| v)
-            .ok_or_else(ApiError::invalid_product)?;
+        let ProductSegment(id) = ProductSegment::from_request_parts(parts, state).await?;
         let product = state
             .lobby
-            .product(id)
+            .product(&id)
             .ok_or_else(ApiError::invalid_product)?;
         tracing::Span::current().record("product", product.product_id.as_str());
         Ok(ProductRef(product))
@@ -138,7 +172,8 @@ const MAX_KEY_LEN: usize = 255;
 
 /// The `Idempotency-Key` header, if sent: 1 to 255 visible ASCII characters.
 pub fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
-    let Some(value) = headers.get(&IDEMPOTENCY_KEY) else {
+    let mut values = headers.get_all(&IDEMPOTENCY_KEY).iter();
+    let Some(value) = values.next() else {
         return Ok(None);
     };
     let bad = || {
@@ -146,6 +181,10 @@ pub fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
             "Game Lobby: Invalid Idempotency-Key - expected 1 to 255 visible ASCII characters.",
         )
     };
+    // Two keys: which one would the retry match?
+    if values.next().is_some() {
+        return Err(bad());
+    }
     let text = value.to_str().map_err(|_| bad())?;
     if text.is_empty() || text.len() > MAX_KEY_LEN || !text.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(bad());
@@ -178,6 +217,16 @@ pub fn paging(raw: Option<&str>) -> ApiResult<Option<u64>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(percent_decode("a%20b+c", true), b"a b c");
+        assert_eq!(percent_decode("a%20b+c", false), b"a b+c");
+        assert_eq!(percent_decode("%FF%fe%00", false), [0xFF, 0xFE, 0]);
+        assert_eq!(percent_decode("100%", false), b"100%");
+        assert_eq!(percent_decode("%4", false), b"%4");
+        assert_eq!(percent_decode("%zz", false), b"%zz");
+    }
 
     #[test]
     fn paging_values() {

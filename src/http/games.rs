@@ -7,7 +7,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use super::{
     dto::{FullGame, GameView, Left, PartialGame, QuickMatch},
     error::{ApiResult, Problem},
-    extract::{Caller, ClientIp, PathParams, ProductRef, idempotency_key},
+    extract::{Caller, ClientIp, LastSegment, ProductRef, idempotency_key},
     lobby::once,
     state::AppState,
 };
@@ -63,9 +63,9 @@ async fn game_status(
     State(state): State<AppState>,
     ProductRef(product): ProductRef,
     Caller(player): Caller,
-    PathParams(path): PathParams<(String, String)>,
+    LastSegment(segment): LastSegment,
 ) -> ApiResult<Json<GameView>> {
-    let game = GameRef::parse(&path.1)?;
+    let game = GameRef::parse(&segment)?;
     let game = state.lobby.game_status(&product, &game).await?;
     Ok(Json(if game.seats(&player.user_id) {
         GameView::Full(FullGame::of(game, &product))
@@ -108,9 +108,9 @@ async fn leave_game(
     State(state): State<AppState>,
     ProductRef(product): ProductRef,
     Caller(player): Caller,
-    PathParams(path): PathParams<(String, String)>,
+    LastSegment(segment): LastSegment,
 ) -> ApiResult<Json<Left>> {
-    let game = GameRef::parse(&path.1)?;
+    let game = GameRef::parse(&segment)?;
     let outcome = state.lobby.leave_game(&product, &player, &game).await?;
     Ok(Json(Left::of(game.text, outcome)))
 }
@@ -215,10 +215,13 @@ async fn join_by_code(
     ProductRef(product): ProductRef,
     Caller(player): Caller,
     ClientIp(ip): ClientIp,
-    PathParams(path): PathParams<(String, String)>,
+    LastSegment(segment): LastSegment,
 ) -> ApiResult<Json<FullGame>> {
     // Every guess at a code costs one unit of the player's and the address's join quota.
     state.rate_limits.check(&player.user_id, ip)?;
-    let game = state.lobby.join_by_code(&product, &player, &path.1).await?;
+    let game = state
+        .lobby
+        .join_by_code(&product, &player, &segment)
+        .await?;
     Ok(Json(FullGame::of(game, &product)))
 }

@@ -16,7 +16,10 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use super::{
     dto::{FullGame, PartialGame},
     error::{ApiError, ApiResult, Problem},
-    extract::{Caller, ClientIp, PathParams, ProductRef, REPLAYED, idempotency_key, paging},
+    extract::{
+        Caller, ClientIp, LastSegment, ProductRef, ProductSegment, REPLAYED, idempotency_key,
+        paging, percent_decode,
+    },
     state::AppState,
 };
 use crate::{
@@ -197,10 +200,10 @@ async fn join_game(
     ProductRef(product): ProductRef,
     Caller(player): Caller,
     ClientIp(ip): ClientIp,
-    PathParams(path): PathParams<(String, String)>,
+    LastSegment(segment): LastSegment,
 ) -> ApiResult<Json<FullGame>> {
     state.rate_limits.check(&player.user_id, ip)?;
-    let game = GameRef::parse(&path.1)?;
+    let game = GameRef::parse(&segment)?;
     let game = state.lobby.join_game(&product, &player, &game).await?;
     Ok(Json(FullGame::of(game, &product)))
 }
@@ -234,7 +237,7 @@ async fn join_game(
 )]
 async fn open_games(
     State(state): State<AppState>,
-    PathParams(product_id): PathParams<String>,
+    ProductSegment(product_id): ProductSegment,
     RawQuery(query): RawQuery,
 ) -> ApiResult<Response> {
     let (page, filter) = ListQuery::parse(query.as_deref())?;
@@ -285,10 +288,32 @@ pub(super) struct ListQuery;
 
 impl ListQuery {
     pub(super) fn parse(query: Option<&str>) -> ApiResult<(Page, SettingsFilter)> {
-        let pairs: Vec<(String, String)> =
-            form_urlencoded::parse(query.unwrap_or_default().as_bytes())
-                .into_owned()
-                .collect();
+        let mut pairs: Vec<(String, String)> = Vec::new();
+        for pair in query
+            .unwrap_or_default()
+            .split('&')
+            .filter(|p| !p.is_empty())
+        {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let (key, value) = (percent_decode(key, true), percent_decode(value, true));
+            let key = String::from_utf8_lossy(&key).into_owned();
+            let value = match String::from_utf8(value) {
+                Ok(value) => value,
+                // Paging values fail as any non-number does; a filter must say so.
+                Err(_) if key.starts_with("settings.") => {
+                    return Err(ApiError::bad_request(format!(
+                        "Invalid request - the settings filter `{key}` is not valid UTF-8."
+                    )));
+                }
+                Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+            };
+            if key.starts_with("settings.") && key.contains('\u{FFFD}') {
+                return Err(ApiError::bad_request(
+                    "Invalid request - a settings filter's key is not valid UTF-8.",
+                ));
+            }
+            pairs.push((key, value));
+        }
         // The last of a repeated parameter wins.
         let field = |name: &str| {
             pairs

@@ -36,8 +36,10 @@ lint:
 	scripts/check-layers.sh
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-## Load test against the database's own ceiling (pgbench with the service's SQL); see
-## docs/performance.md. Builds --release; starts throwaway servers unless DATABASE_URL/REDIS_URL.
+## Load test against the database's own ceilings (pgbench: the service's SQL and the minimal
+## job), closed and open loop, CPU per operation, Colyseus beside quick_match; see
+## docs/performance.md. Builds --release (into $$CARGO_TARGET_DIR if set); starts throwaway
+## servers unless DATABASE_URL/REDIS_URL. Smoke test: BENCH_SECS=3 BENCH_EVENTS=2000 make bench.
 bench:
 	@bench/run.sh
 

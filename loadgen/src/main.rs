@@ -1,23 +1,29 @@
-//! `loadgen`: drives a running matchmaker with a fixed number of concurrent clients and reports
-//! throughput, latency percentiles (HDR histograms) and answers by status, per scenario.
+//! `loadgen`: drives a running matchmaker with a fixed number of concurrent clients (closed loop)
+//! or at a fixed offered rate (open loop), and reports throughput, latency percentiles (HDR
+//! histograms), answers by status and CPU time per operation of the watched processes, per
+//! scenario.
 //!
-//! It speaks only the public contract: the lobby routes (SPEC §1) and the Redis event stream
-//! (SPEC §5), where it plays the game servers' part (`state_change creator_joined` when a
-//! creator "connects", `game_removed` when a game ends). So it can be pointed at any
-//! implementation of the contract, the old Python service included. Two optional extras are
-//! read when present and skipped otherwise: the stand-in game server's `/stats` (its share of
-//! the work) and the service's Prometheus `/metrics` (event counts, for the exactly-once check).
+//! It speaks only the public contract: the lobby routes (SPEC §1, docs/api.md) and the Redis
+//! event stream (SPEC §5), where it plays the game servers' part (`state_change creator_joined`
+//! when a creator "connects", `game_removed` when a game ends). So it can be pointed at any
+//! implementation of the contract (`--base-url`, with its own `--token-secret` or a
+//! `--token-file`), the old Python service included. Two optional extras are read when present
+//! and skipped otherwise: the stand-in game server's `/stats` (its share of the work) and the
+//! service's Prometheus `/metrics` (event counts, for the exactly-once check).
 //!
-//! Scenarios: `create`, `events`, `join`, `open`, `list`, `contention`, `mixed` (or `all`, in
-//! that order: later ones reuse the games earlier ones made). See `--help`.
+//! Scenarios: `create`, `events`, `join`, `open`, `list`, `list_big`, `contention`,
+//! `quick_match`, `colyseus`, `mixed` (or `all`, in that order: later ones reuse the games
+//! earlier ones made; `list_big` needs `--big-lobby-product`, `colyseus` needs `--colyseus`).
+//! See `--help`.
 
 use std::{
-    collections::{BTreeMap, VecDeque},
+    collections::{BTreeMap, HashMap, VecDeque},
     fmt::Write as _,
     future::Future,
+    path::PathBuf,
     sync::{
         Arc, Mutex,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
     },
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
@@ -39,13 +45,34 @@ struct Cli {
     /// Scenarios to run, in this order (`all` = create events join open list contention mixed).
     #[arg(value_enum, required = true)]
     scenarios: Vec<Scenario>,
-    /// Base URL of the matchmaker.
-    #[arg(long, env = "LOADGEN_URL", default_value = "http://127.0.0.1:5050")]
+    /// Base URL of the service under test: this matchmaker or any implementation of the same
+    /// HTTP contract (docs/api.md).
+    #[arg(
+        long,
+        visible_alias = "base-url",
+        env = "LOADGEN_URL",
+        default_value = "http://127.0.0.1:5050"
+    )]
     url: String,
-    /// HS256 secret the matchmaker shares with the portal; player tokens are minted with it.
-    #[arg(long, env = "LOADGEN_SECRET", hide_env_values = true)]
-    secret: String,
-    /// Redis URL (with database) of the game-event stream the matchmaker reads.
+    /// HS256 secret the service shares with the portal; player tokens (one new player per
+    /// operation) are minted with it. Not needed with --token-file.
+    #[arg(
+        long,
+        visible_alias = "token-secret",
+        env = "LOADGEN_SECRET",
+        hide_env_values = true,
+        required_unless_present = "token_file"
+    )]
+    secret: Option<String>,
+    /// Bearer tokens to use instead of minting them: one per line (with or without `Bearer `;
+    /// blank lines and `#` comments skipped), each a distinct player, used once each in order.
+    /// When they run out the scenario stops and reports `no-token` (so a reused player cannot
+    /// quietly turn joins into "already seated" answers). Takes precedence over --secret.
+    #[arg(long, env = "LOADGEN_TOKEN_FILE")]
+    token_file: Option<PathBuf>,
+    /// Redis URL (with database) of the game-event stream the service reads. When it cannot be
+    /// reached, the scenarios that need the stream (events, join, open, contention, mixed) fail
+    /// and the others run.
     #[arg(
         long,
         env = "LOADGEN_REDIS_URL",
@@ -61,9 +88,41 @@ struct Cli {
     /// Product of the `open` scenario (its lobby should hold nothing else; default: --product).
     #[arg(long)]
     open_product: Option<String>,
+    /// Product of the `quick_match` scenario; its own lobby, so that quick matches pair with each
+    /// other and not with the games other scenarios left (default: --product).
+    #[arg(long)]
+    quick_product: Option<String>,
+    /// Product whose lobby holds `--big-lobby-games` listed games (seeded beforehand, e.g. by
+    /// bench/sql/lobby.sql); `list_big` reads its first page.
+    #[arg(long)]
+    big_lobby_product: Option<String>,
+    /// Listed games expected in --big-lobby-product's lobby (checked before `list_big` runs).
+    #[arg(long, default_value_t = 10_000)]
+    big_lobby_games: usize,
+    /// Base URL of a Colyseus server (bench/colyseus/server.js): the `colyseus` scenario POSTs
+    /// `/matchmake/joinOrCreate/<--colyseus-room>` (seat reservation) with the same clients and
+    /// duration as the others, each as a new player with a bearer token.
+    #[arg(long)]
+    colyseus: Option<String>,
+    /// Room type of the `colyseus` scenario (two clients per room in bench/colyseus/server.js).
+    #[arg(long, default_value = "duel")]
+    colyseus_room: String,
     /// Concurrent clients (closed loop: each sends its next request when the last one answered).
     #[arg(long, default_value_t = 32)]
     clients: usize,
+    /// Open loop instead: every timed scenario sends this many operations per second, at fixed
+    /// intervals whatever the answers; latency is measured from each operation's scheduled send
+    /// time, so queueing in the service (or in the network) is not hidden by waiting clients.
+    #[arg(long, conflicts_with = "open_loop_at_half")]
+    rate: Option<f64>,
+    /// After each timed scenario's closed loop, run it again in an open loop at half the
+    /// throughput the closed loop measured (its latency at a load the service can carry).
+    #[arg(long)]
+    open_loop_at_half: bool,
+    /// Most operations in flight at once in an open loop; a send that finds them all busy waits
+    /// (and its latency still counts from its scheduled time).
+    #[arg(long, default_value_t = 20_000)]
+    max_in_flight: usize,
     /// Seconds each timed scenario runs.
     #[arg(long, default_value_t = 10.0)]
     duration: f64,
@@ -94,11 +153,25 @@ struct Cli {
     /// Stand-in game server's base URL; its `/stats` gives its share of each scenario.
     #[arg(long)]
     game_server: Option<String>,
-    /// Processes whose CPU use to report per scenario, as NAME=PID (repeatable).
+    /// Processes whose CPU use (utime + stime from /proc) to report per scenario, in cores and
+    /// in µs per operation, as NAME=PID (repeatable).
     #[arg(long = "watch", value_parser = parse_watch)]
     watch: Vec<(String, u32)>,
-    /// A scenario's ceiling, e.g. `join=3200.5` (pgbench TPS of the same SQL): adds the ratio
-    /// and the target for it to the summary (repeatable).
+    /// As --watch, for a process and all its descendants, including the ones that exited and
+    /// were reaped (e.g. `postgres=<postmaster pid>`: every backend of the cluster).
+    #[arg(long = "watch-tree", value_parser = parse_watch)]
+    watch_tree: Vec<(String, u32)>,
+    /// Which watched process is the service under test (its CPU per operation and resident
+    /// memory are checked against the targets).
+    #[arg(long, default_value = "matchmaker")]
+    service: String,
+    /// The service's start-up time (exec to ready), measured by the caller; shown against its
+    /// target in the summary.
+    #[arg(long)]
+    startup_ms: Option<u64>,
+    /// A ceiling, e.g. `join=3200.5` (pgbench TPS): `<scenario>` for the mirror of the service's
+    /// own SQL, `<scenario>_min` for the minimal job; the summary shows the scenario's ratio to
+    /// both (repeatable).
     #[arg(long = "ceiling", value_parser = parse_ceiling)]
     ceilings: Vec<(String, f64)>,
     /// Print JSON instead of the table.
@@ -119,9 +192,33 @@ enum Scenario {
     Join,
     Open,
     List,
+    #[value(name = "list_big")]
+    ListBig,
     Contention,
+    #[value(name = "quick_match")]
+    QuickMatch,
+    Colyseus,
     Mixed,
     All,
+}
+
+impl Scenario {
+    /// Runs for `--duration` with clients (or at a rate); the others are bursts.
+    fn timed(self) -> bool {
+        !matches!(
+            self,
+            Scenario::Events | Scenario::Contention | Scenario::All
+        )
+    }
+}
+
+/// How a timed scenario is driven.
+#[derive(Clone, Copy, Debug)]
+enum Mode {
+    /// `--clients` loops, each sending its next operation when the last one answered.
+    Closed,
+    /// Operations sent at this many per second, whatever the answers.
+    Open(f64),
 }
 
 fn parse_watch(s: &str) -> Result<(String, u32), String> {
@@ -216,6 +313,11 @@ struct OpReport {
 #[derive(Serialize)]
 struct Report {
     scenario: &'static str,
+    /// `closed` (clients loops) or `open` (fixed offered rate).
+    mode: &'static str,
+    /// Open loop: the operations per second offered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    offered_per_sec: Option<f64>,
     clients: usize,
     /// Operations measured (requests, or stream entries for `events`).
     requests: u64,
@@ -233,12 +335,16 @@ struct Report {
     game_server: Option<Value>,
     /// Average cores used during the scenario, per watched process and for the whole machine.
     cpu: BTreeMap<String, f64>,
+    /// CPU time (utime + stime) per operation of each watched process, in µs.
+    cpu_us_per_op: BTreeMap<String, f64>,
 }
 
 impl Report {
     fn new(scenario: &'static str, clients: usize, seconds: f64) -> Self {
         Self {
             scenario,
+            mode: "closed",
+            offered_per_sec: None,
             clients,
             requests: 0,
             seconds,
@@ -249,6 +355,7 @@ impl Report {
             notes: Map::new(),
             game_server: None,
             cpu: BTreeMap::new(),
+            cpu_us_per_op: BTreeMap::new(),
         }
     }
 
@@ -286,7 +393,8 @@ impl Report {
     }
 }
 
-/// CPU time of watched processes and of the machine, to report each one's share of a scenario.
+/// CPU time of watched processes (and process trees) and of the machine, to report each one's
+/// share of a scenario and its CPU time per operation.
 struct CpuSnapshot {
     at: Instant,
     procs: Vec<(String, Option<f64>)>,
@@ -297,13 +405,66 @@ fn ticks_per_sec() -> f64 {
     100.0 // USER_HZ on every Linux architecture we run on
 }
 
+/// The fields of `/proc/<pid>/stat` after the command name (which may hold spaces and
+/// parentheses): state, ppid, ..., utime (index 11), stime, cutime, cstime.
+fn stat_fields(stat: &str) -> Option<Vec<&str>> {
+    Some(stat[stat.rfind(')')? + 2..].split_whitespace().collect())
+}
+
 /// utime + stime of a process, in seconds.
 fn proc_cpu_secs(pid: &str) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let fields: Vec<&str> = stat[stat.rfind(')')? + 2..].split_whitespace().collect();
+    let fields = stat_fields(&stat)?;
     let utime: f64 = fields.get(11)?.parse().ok()?;
     let stime: f64 = fields.get(12)?.parse().ok()?;
     Some((utime + stime) / ticks_per_sec())
+}
+
+/// CPU time of a process and all its descendants, in seconds: utime + stime of each living one,
+/// plus cutime + cstime (the children each has reaped), so that a backend that exited between
+/// two readings is still counted (its time moves to its parent's cutime when it is reaped).
+fn tree_cpu_secs(root: u32) -> Option<f64> {
+    let mut parent: HashMap<u32, u32> = HashMap::new();
+    let mut ticks: HashMap<u32, u64> = HashMap::new();
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue; // exited meanwhile
+        };
+        let Some(f) = stat_fields(&stat) else {
+            continue;
+        };
+        let num = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        parent.insert(pid, num(1) as u32);
+        ticks.insert(pid, num(11) + num(12) + num(13) + num(14));
+    }
+    if !ticks.contains_key(&root) {
+        return None;
+    }
+    let in_tree = |mut pid: u32| {
+        for _ in 0..64 {
+            if pid == root {
+                return true;
+            }
+            match parent.get(&pid) {
+                Some(&p) if p != 0 && p != pid => pid = p,
+                _ => return false,
+            }
+        }
+        false
+    };
+    let total: u64 = ticks
+        .iter()
+        .filter(|(pid, _)| in_tree(**pid))
+        .map(|(_, t)| t)
+        .sum();
+    Some(total as f64 / ticks_per_sec())
 }
 
 /// (busy, total) jiffies of the whole machine.
@@ -321,11 +482,17 @@ fn machine_jiffies() -> Option<(u64, u64)> {
 }
 
 impl CpuSnapshot {
-    fn take(watch: &[(String, u32)]) -> Self {
-        let mut procs: Vec<(String, Option<f64>)> = watch
+    fn take(cli: &Cli) -> Self {
+        let mut procs: Vec<(String, Option<f64>)> = cli
+            .watch
             .iter()
             .map(|(name, pid)| (name.clone(), proc_cpu_secs(&pid.to_string())))
             .collect();
+        procs.extend(
+            cli.watch_tree
+                .iter()
+                .map(|(name, pid)| (name.clone(), tree_cpu_secs(*pid))),
+        );
         procs.push(("loadgen".into(), proc_cpu_secs("self")));
         Self {
             at: Instant::now(),
@@ -334,25 +501,33 @@ impl CpuSnapshot {
         }
     }
 
-    /// Average cores used since `self`.
-    fn since(&self, watch: &[(String, u32)]) -> BTreeMap<String, f64> {
-        let now = Self::take(watch);
+    /// Average cores used since `self` (and the whole machine's), and each watched process's
+    /// CPU time in µs per operation over `ops` operations.
+    fn since(&self, cli: &Cli, ops: u64) -> (BTreeMap<String, f64>, BTreeMap<String, f64>) {
+        let now = Self::take(cli);
         let wall = now.at.duration_since(self.at).as_secs_f64().max(1e-9);
-        let mut out = BTreeMap::new();
+        let mut cores = BTreeMap::new();
+        let mut per_op = BTreeMap::new();
         for ((name, before), (_, after)) in self.procs.iter().zip(&now.procs) {
             if let (Some(b), Some(a)) = (before, after) {
-                out.insert(name.clone(), round2((a - b) / wall));
+                cores.insert(name.clone(), round2((a - b) / wall));
+                if ops > 0 {
+                    per_op.insert(
+                        name.clone(),
+                        ((a - b) * 1e6 / ops as f64 * 10.0).round() / 10.0,
+                    );
+                }
             }
         }
         if let (Some((b_busy, b_total)), Some((a_busy, a_total))) = (self.machine, now.machine) {
-            let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+            let n = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
             let total = (a_total - b_total).max(1) as f64;
-            out.insert(
+            cores.insert(
                 "machine".into(),
-                round2((a_busy - b_busy) as f64 / total * cores),
+                round2((a_busy - b_busy) as f64 / total * n),
             );
         }
-        out
+        (cores, per_op)
     }
 }
 
@@ -367,8 +542,18 @@ struct Ctx {
     cli: Cli,
     run_id: String,
     http: reqwest::Client,
-    redis: redis::aio::MultiplexedConnection,
-    key: EncodingKey,
+    /// `None` when Redis could not be reached: the scenarios that need the stream fail.
+    redis: Option<redis::aio::MultiplexedConnection>,
+    /// Mints player tokens (with --secret).
+    key: Option<EncodingKey>,
+    /// Or hands out the tokens of --token-file, each once.
+    tokens: Option<Vec<String>>,
+    next_token: AtomicUsize,
+    /// Set when --token-file has run out: timed scenarios stop.
+    out_of_tokens: AtomicBool,
+    /// The CPU and game-server readings at the start of the current scenario's measured part,
+    /// after its setup (opening games for join, say), so the setup is not in its figures.
+    measured_from: Mutex<Option<(CpuSnapshot, Option<Value>)>>,
     users: AtomicU64,
     /// Games made by this run still in state `created` (on `--product`).
     created: Mutex<Vec<String>>,
@@ -397,8 +582,17 @@ impl Ctx {
         self.cli.url.trim_end_matches('/')
     }
 
-    /// A new player: (user id, bearer token).
-    fn new_player(&self) -> (String, String) {
+    /// A new player: (user id, `Authorization` value); `None` when --token-file has run out.
+    fn new_player(&self) -> Option<(String, String)> {
+        if let Some(tokens) = &self.tokens {
+            let i = self.next_token.fetch_add(1, Ordering::Relaxed);
+            let Some(token) = tokens.get(i) else {
+                self.out_of_tokens.store(true, Ordering::Relaxed);
+                return None;
+            };
+            return Some((format!("token-{i}"), format!("Bearer {token}")));
+        }
+        let key = self.key.as_ref()?;
         let n = self.users.fetch_add(1, Ordering::Relaxed);
         let user_id = format!("{}-{n}", self.run_id);
         let exp = SystemTime::now()
@@ -411,9 +605,19 @@ impl Ctx {
             exp,
             token_type: "access",
         };
-        let token = jsonwebtoken::encode(&Header::default(), &claims, &self.key)
+        let token = jsonwebtoken::encode(&Header::default(), &claims, key)
             .expect("HS256 signing cannot fail");
-        (user_id, format!("Bearer {token}"))
+        Some((user_id, format!("Bearer {token}")))
+    }
+
+    fn out_of_tokens(&self) -> bool {
+        self.out_of_tokens.load(Ordering::Relaxed)
+    }
+
+    /// The measured part of the current scenario starts now (see `measured_from`).
+    async fn start_measuring(&self) {
+        let gs = self.game_server_stats().await;
+        *self.measured_from.lock().unwrap() = Some((CpuSnapshot::take(&self.cli), gs));
     }
 
     async fn send(&self, request: reqwest::RequestBuilder) -> (Status, Vec<u8>) {
@@ -432,7 +636,9 @@ impl Ctx {
 
     /// POST create_game as a new player; the new game's id on 200.
     async fn create(&self, product: &str) -> (Status, Option<String>) {
-        let (_, auth) = self.new_player();
+        let Some((_, auth)) = self.new_player() else {
+            return ("no-token".into(), None);
+        };
         let request = self
             .http
             .post(format!("{}/game_lobby/{product}/create_game", self.base()))
@@ -456,6 +662,62 @@ impl Ctx {
             ))
             .header(AUTHORIZATION, auth);
         self.send(request).await.0
+    }
+
+    /// POST quick_match as a new player: the status and, on 200, the answer's `outcome`
+    /// (`created`, `joined`, `already_seated`).
+    async fn quick_match(&self, product: &str) -> (Status, Option<&'static str>) {
+        let Some((_, auth)) = self.new_player() else {
+            return ("no-token".into(), None);
+        };
+        let request = self
+            .http
+            .post(format!("{}/game_lobby/{product}/quick_match", self.base()))
+            .header(AUTHORIZATION, auth);
+        let (status, body) = self.send(request).await;
+        // A byte search, not a parse: this process shares the CPUs with the service.
+        let outcome = ["joined", "created", "already_seated"]
+            .into_iter()
+            .find(|o| {
+                let needle = format!("\"outcome\":\"{o}\"");
+                body.windows(needle.len()).any(|w| w == needle.as_bytes())
+            });
+        (status, outcome)
+    }
+
+    /// Colyseus's HTTP matchmaking: `POST /matchmake/joinOrCreate/<room>` reserves a seat in a
+    /// room with space or in a new one. Colyseus answers 200 whatever happened, with
+    /// `{"room": ..., "sessionId": ...}` on success and `{"code": ..., "error": ...}` otherwise.
+    /// The second value tells a new room (`created`: the reservation is its first seat) from a
+    /// seat in an existing one (`joined`).
+    async fn colyseus_join_or_create(&self, base: &str) -> (Status, Option<&'static str>) {
+        let Some((_, auth)) = self.new_player() else {
+            return ("no-token".into(), None);
+        };
+        let request = self
+            .http
+            .post(format!(
+                "{}/matchmake/joinOrCreate/{}",
+                base.trim_end_matches('/'),
+                self.cli.colyseus_room
+            ))
+            .header(AUTHORIZATION, auth)
+            .header(CONTENT_TYPE, "application/json")
+            .body("{}");
+        let (status, body) = self.send(request).await;
+        if status != "200" {
+            return (status, None);
+        }
+        if body.windows(12).any(|w| w == b"\"sessionId\":") {
+            let first = body.windows(12).any(|w| w == b"\"clients\":1,");
+            return (status, Some(if first { "created" } else { "joined" }));
+        }
+        // The refusal's code, e.g. 4212 (no handler) or 4210 (seat reservation failed).
+        let code = serde_json::from_slice::<Value>(&body)
+            .ok()
+            .and_then(|v| v.get("code").map(ToString::to_string))
+            .unwrap_or_else(|| "?".into());
+        (format!("refused-{code}"), None)
     }
 
     /// One open-games page: the game ids on it, on 200.
@@ -483,7 +745,13 @@ impl Ctx {
 
     /// Appends entries to the stream, a pipeline of up to 1,000 at a time.
     async fn append(&self, product: &str, events: &[StreamEvent<'_>]) -> redis::RedisResult<()> {
-        let mut conn = self.redis.clone();
+        let Some(mut conn) = self.redis.clone() else {
+            return Err(redis::RedisError::from((
+                redis::ErrorKind::IoError,
+                "no Redis connection",
+                self.cli.redis.clone(),
+            )));
+        };
         for chunk in events.chunks(1000) {
             let mut pipe = redis::pipe();
             for event in chunk {
@@ -634,7 +902,9 @@ impl Ctx {
         limit: Duration,
     ) -> Result<Duration, String> {
         let started = Instant::now();
-        let (_, auth) = self.new_player();
+        let (_, auth) = self
+            .new_player()
+            .ok_or("out of tokens (--token-file) while waiting for a game")?;
         loop {
             let status = self.join(product, game_id, &auth).await;
             if status == "200" {
@@ -661,6 +931,25 @@ impl Ctx {
 // ---------------------------------------------------------------------------------------------
 // Running clients
 
+/// Each kind's recorder, the wall time, and notes on how the load was applied.
+type Driven = (BTreeMap<&'static str, Recorder>, f64, Map<String, Value>);
+
+/// Runs a timed scenario's `op` closed or open loop (see [`Mode`]).
+async fn drive<F, Fut>(ctx: &Arc<Ctx>, mode: Mode, op: F) -> Driven
+where
+    F: Fn(Arc<Ctx>, usize, u64) -> Fut + Send + Sync + Clone + 'static,
+    Fut: Future<Output = Option<Sample>> + Send + 'static,
+{
+    ctx.start_measuring().await;
+    match mode {
+        Mode::Closed => {
+            let (recs, secs) = closed_loop(ctx, ctx.cli.clients, op).await;
+            (recs, secs, Map::new())
+        }
+        Mode::Open(rate) => open_loop(ctx, rate, op).await,
+    }
+}
+
 /// Runs `clients` closed loops of `op` for `--duration` (or `--requests` operations, or until
 /// `op` has no more work), and returns each kind's recorder and the wall time.
 async fn closed_loop<F, Fut>(
@@ -682,7 +971,7 @@ where
         tasks.spawn(async move {
             let mut recs: BTreeMap<&'static str, Recorder> = BTreeMap::new();
             let mut n = 0u64;
-            while Instant::now() < deadline {
+            while Instant::now() < deadline && !ctx.out_of_tokens() {
                 if budget.is_some_and(|b| issued.fetch_add(1, Ordering::Relaxed) >= b) {
                     break;
                 }
@@ -706,6 +995,118 @@ where
     (all, started.elapsed().as_secs_f64())
 }
 
+/// How long an open loop waits for its last operations after the last send before it gives up
+/// on them (they are counted as `unfinished`, with the time waited as their latency). Every HTTP
+/// request has a 30 s time limit, and `open` gives up after 30 s, so this is only a backstop.
+const OPEN_LOOP_DRAIN: Duration = Duration::from_secs(45);
+
+/// Sends `op` at `rate` per second for `--duration` (or `--requests` operations): operation `i`
+/// is due at `start + i / rate` and is sent then whether or not earlier ones have answered.
+/// Its latency runs from that scheduled time to its answer, so a send that the load generator
+/// could not make on time (all `--max-in-flight` slots busy, or this process starved of CPU)
+/// still counts its delay: no coordinated omission. Tokio's timer has a 1 ms resolution, so
+/// operations due within the same millisecond go out together.
+async fn open_loop<F, Fut>(ctx: &Arc<Ctx>, rate: f64, op: F) -> Driven
+where
+    F: Fn(Arc<Ctx>, usize, u64) -> Fut + Send + Sync + Clone + 'static,
+    Fut: Future<Output = Option<Sample>> + Send + 'static,
+{
+    let rate = rate.max(0.1);
+    let mut total = ((rate * ctx.cli.duration).round() as u64).max(1);
+    if let Some(budget) = ctx.cli.requests {
+        total = total.min(budget);
+    }
+    let clients = ctx.cli.clients.max(1) as u64;
+    let slots = Arc::new(tokio::sync::Semaphore::new(ctx.cli.max_in_flight.max(1)));
+    let no_more_work = Arc::new(AtomicBool::new(false));
+    let mut all: BTreeMap<&'static str, Recorder> = BTreeMap::new();
+    let mut send_lag = Recorder::new();
+    let mut waited_for_slot = 0u64;
+    let mut sent = 0u64;
+    let mut tasks = tokio::task::JoinSet::new();
+    let merge = |all: &mut BTreeMap<&'static str, Recorder>,
+                 done: Option<(&'static str, Status, Duration)>| {
+        if let Some((kind, status, took)) = done {
+            all.entry(kind)
+                .or_insert_with(Recorder::new)
+                .record(&status, took);
+        }
+    };
+    let started = tokio::time::Instant::now();
+    for i in 0..total {
+        if no_more_work.load(Ordering::Relaxed) || ctx.out_of_tokens() {
+            break;
+        }
+        let due = started + Duration::from_secs_f64(i as f64 / rate);
+        tokio::time::sleep_until(due).await;
+        let permit = match slots.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                waited_for_slot += 1;
+                slots.clone().acquire_owned().await.expect("never closed")
+            }
+        };
+        send_lag.record("sent", due.elapsed());
+        let (ctx, op, no_more_work) = (ctx.clone(), op.clone(), no_more_work.clone());
+        tasks.spawn(async move {
+            let sample = op(ctx, (i % clients) as usize, i / clients).await;
+            let took = due.elapsed();
+            drop(permit);
+            match sample {
+                Some(sample) => Some((sample.kind, sample.status, took)),
+                None => {
+                    no_more_work.store(true, Ordering::Relaxed);
+                    None
+                }
+            }
+        });
+        sent += 1;
+        while let Some(done) = tasks.try_join_next() {
+            merge(&mut all, done.expect("operation task panicked"));
+        }
+    }
+    let schedule_secs = started.elapsed().as_secs_f64();
+    let drain_until = tokio::time::Instant::now() + OPEN_LOOP_DRAIN;
+    let mut unfinished = 0u64;
+    loop {
+        match tokio::time::timeout_at(drain_until, tasks.join_next()).await {
+            Ok(Some(done)) => merge(&mut all, done.expect("operation task panicked")),
+            Ok(None) => break,
+            Err(_) => {
+                unfinished = tasks.len() as u64;
+                tasks.abort_all();
+                let waited = started.elapsed();
+                let rec = all.entry("unfinished").or_insert_with(Recorder::new);
+                for _ in 0..unfinished {
+                    rec.record("unfinished", waited);
+                }
+                break;
+            }
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let lag = send_lag.latency();
+    let mut notes = Map::new();
+    notes.insert("offered_per_sec".into(), json!(round2(rate)));
+    notes.insert("sent".into(), json!(sent));
+    notes.insert("scheduled".into(), json!(total));
+    notes.insert("schedule_secs".into(), json!(round2(schedule_secs)));
+    notes.insert(
+        "send_lag_ms".into(),
+        json!({"p50": lag.p50, "p99": lag.p99, "max": lag.max}),
+    );
+    if waited_for_slot > 0 {
+        notes.insert(
+            "sends_that_waited_for_a_slot".into(),
+            json!(waited_for_slot),
+        );
+    }
+    if unfinished > 0 {
+        notes.insert("unfinished".into(), json!(unfinished));
+    }
+    (all, secs, notes)
+}
+
 async fn timed<Fut: Future<Output = (Status, Option<T>)>, T>(
     f: Fut,
 ) -> (Status, Option<T>, Duration) {
@@ -717,8 +1118,24 @@ async fn timed<Fut: Future<Output = (Status, Option<T>)>, T>(
 // ---------------------------------------------------------------------------------------------
 // Scenarios
 
-async fn scenario_create(ctx: &Arc<Ctx>) -> Result<Report, String> {
-    let (recs, secs) = closed_loop(ctx, ctx.cli.clients, |ctx, _, _| async move {
+/// A report of a timed scenario, from what [`drive`] measured.
+fn driven_report(
+    scenario: &'static str,
+    clients: usize,
+    mode: Mode,
+    (recs, secs, notes): Driven,
+) -> Report {
+    let mut report = Report::from_recorders(scenario, clients, secs, &recs);
+    if let Mode::Open(rate) = mode {
+        report.mode = "open";
+        report.offered_per_sec = Some(round2(rate));
+    }
+    report.notes.extend(notes);
+    report
+}
+
+async fn scenario_create(ctx: &Arc<Ctx>, mode: Mode) -> Result<Report, String> {
+    let driven = drive(ctx, mode, |ctx, _, _| async move {
         let (status, id, took) = timed(ctx.create(&ctx.cli.product)).await;
         if let Some(id) = id {
             ctx.created.lock().unwrap().push(id);
@@ -730,12 +1147,7 @@ async fn scenario_create(ctx: &Arc<Ctx>) -> Result<Report, String> {
         })
     })
     .await;
-    Ok(Report::from_recorders(
-        "create",
-        ctx.cli.clients,
-        secs,
-        &recs,
-    ))
+    Ok(driven_report("create", ctx.cli.clients, mode, driven))
 }
 
 /// A burst of `creator_joined` entries for `--events` created games, appended at once; timed
@@ -758,6 +1170,7 @@ async fn scenario_events(ctx: &Arc<Ctx>) -> Result<Report, String> {
         .map(|id| StreamEvent::CreatorJoined(id))
         .collect();
 
+    ctx.start_measuring().await;
     let started = Instant::now();
     ctx.append(&ctx.cli.product, &events)
         .await
@@ -806,14 +1219,19 @@ async fn scenario_events(ctx: &Arc<Ctx>) -> Result<Report, String> {
 }
 
 /// Joins of opened games, one new player per free seat, until the games run out.
-async fn scenario_join(ctx: &Arc<Ctx>) -> Result<Report, String> {
+async fn scenario_join(ctx: &Arc<Ctx>, mode: Mode) -> Result<Report, String> {
+    let wanted = match mode {
+        Mode::Closed => ctx.cli.join_games,
+        // Enough for the whole schedule, and a margin.
+        Mode::Open(rate) => (rate * ctx.cli.duration * 1.1) as usize + ctx.cli.clients,
+    };
     let have = ctx.open.lock().unwrap().len();
-    if have < ctx.cli.join_games {
-        ctx.ensure_open(ctx.cli.join_games - have).await?;
+    if have < wanted {
+        ctx.ensure_open(wanted - have).await?;
     }
-    let (recs, secs) = closed_loop(ctx, ctx.cli.clients, |ctx, _, _| async move {
+    let driven = drive(ctx, mode, |ctx, _, _| async move {
         let game = ctx.open.lock().unwrap().pop_front()?;
-        let (_, auth) = ctx.new_player();
+        let (_, auth) = ctx.new_player()?;
         let started = Instant::now();
         let status = ctx.join(&ctx.cli.product, &game, &auth).await;
         Some(Sample {
@@ -823,7 +1241,7 @@ async fn scenario_join(ctx: &Arc<Ctx>) -> Result<Report, String> {
         })
     })
     .await;
-    let mut report = Report::from_recorders("join", ctx.cli.clients, secs, &recs);
+    let mut report = driven_report("join", ctx.cli.clients, mode, driven);
     report
         .notes
         .insert("games_left".into(), json!(ctx.open.lock().unwrap().len()));
@@ -832,8 +1250,8 @@ async fn scenario_join(ctx: &Arc<Ctx>) -> Result<Report, String> {
 
 /// Create, then the creator "connects" (`creator_joined` on the stream); timed until the game
 /// shows in the lobby. The game then ends (`game_removed`, not timed) so the lobby stays short.
-async fn scenario_open(ctx: &Arc<Ctx>) -> Result<Report, String> {
-    let (recs, secs) = closed_loop(ctx, ctx.cli.clients, |ctx, _, _| async move {
+async fn scenario_open(ctx: &Arc<Ctx>, mode: Mode) -> Result<Report, String> {
+    let driven = drive(ctx, mode, |ctx, _, _| async move {
         let product = ctx
             .cli
             .open_product
@@ -877,7 +1295,7 @@ async fn scenario_open(ctx: &Arc<Ctx>) -> Result<Report, String> {
         })
     })
     .await;
-    Ok(Report::from_recorders("open", ctx.cli.clients, secs, &recs))
+    Ok(driven_report("open", ctx.cli.clients, mode, driven))
 }
 
 /// Whether `game_id` is on one of the lobby's pages.
@@ -896,28 +1314,123 @@ async fn listed(ctx: &Ctx, product: &str, game_id: &str) -> bool {
 }
 
 /// Full open-games pages (`count=--page-size`, page 0).
-async fn scenario_list(ctx: &Arc<Ctx>) -> Result<Report, String> {
+async fn scenario_list(ctx: &Arc<Ctx>, mode: Mode) -> Result<Report, String> {
     ctx.ensure_listed().await?;
-    let (recs, secs) = closed_loop(ctx, ctx.cli.clients, |ctx, _, _| async move {
-        let started = Instant::now();
-        let (status, body) = ctx.send(ctx.list_request(&ctx.cli.product, 0)).await;
-        let took = started.elapsed();
-        // Count the games without parsing the page: this process shares the CPUs with the
-        // service, and every microsecond spent here is one the service does not get.
-        let games = body.windows(10).filter(|w| w == b"\"game_id\":").count();
-        let status = if status == "200" && games < ctx.cli.page_size {
-            format!("{status}-short")
-        } else {
-            status
-        };
-        Some(Sample {
-            kind: "list",
-            status,
-            took,
-        })
+    let product = ctx.cli.product.clone();
+    let driven = drive(ctx, mode, move |ctx, _, _| page_op(ctx, product.clone())).await;
+    let mut report = driven_report("list", ctx.cli.clients, mode, driven);
+    let (_, first) = ctx.list(&ctx.cli.product, 0).await;
+    report
+        .notes
+        .insert("listed_on_page_0".into(), json!(first.map(|p| p.len())));
+    Ok(report)
+}
+
+/// One full page (page 0) of `product`'s lobby, timed; `200-short` when it held fewer games
+/// than `--page-size`.
+async fn page_op(ctx: Arc<Ctx>, product: String) -> Option<Sample> {
+    let started = Instant::now();
+    let (status, body) = ctx.send(ctx.list_request(&product, 0)).await;
+    let took = started.elapsed();
+    // Count the games without parsing the page: this process shares the CPUs with the
+    // service, and every microsecond spent here is one the service does not get.
+    let games = body.windows(10).filter(|w| w == b"\"game_id\":").count();
+    let status = if status == "200" && games < ctx.cli.page_size {
+        format!("{status}-short")
+    } else {
+        status
+    };
+    Some(Sample {
+        kind: "list",
+        status,
+        took,
+    })
+}
+
+/// As `list`, against `--big-lobby-product`, whose lobby must hold `--big-lobby-games` games
+/// (checked with two pages: the last full one and the one after it).
+async fn scenario_list_big(ctx: &Arc<Ctx>, mode: Mode) -> Result<Report, String> {
+    let product = ctx
+        .cli
+        .big_lobby_product
+        .clone()
+        .ok_or("list_big needs --big-lobby-product")?;
+    let size = ctx.cli.page_size.max(1);
+    let expected = ctx.cli.big_lobby_games;
+    let last_full = (expected / size).saturating_sub(1);
+    let (status, ids) = ctx.list(&product, last_full).await;
+    let on_last = ids.ok_or(format!("open_games answered {status}"))?.len();
+    let (status, ids) = ctx.list(&product, expected.div_ceil(size)).await;
+    let beyond = ids.ok_or(format!("open_games answered {status}"))?.len();
+    if on_last < size || beyond > 0 {
+        return Err(format!(
+            "{product}'s lobby does not hold {expected} games (page {last_full}: {on_last} games, page {}: {beyond})",
+            expected.div_ceil(size)
+        ));
+    }
+    let driven = drive(ctx, mode, move |ctx, _, _| page_op(ctx, product.clone())).await;
+    let mut report = driven_report("list_big", ctx.cli.clients, mode, driven);
+    report.notes.insert("lobby_games".into(), json!(expected));
+    Ok(report)
+}
+
+/// `quick_match` by a new player each time, on `--quick-product`'s own lobby: with two seats a
+/// game, every other one creates a game and the next one joins it. Operations are told apart
+/// by the answer's `outcome`.
+async fn scenario_quick_match(ctx: &Arc<Ctx>, mode: Mode) -> Result<Report, String> {
+    let product = ctx
+        .cli
+        .quick_product
+        .clone()
+        .unwrap_or_else(|| ctx.cli.product.clone());
+    let driven = drive(ctx, mode, move |ctx, _, _| {
+        let product = product.clone();
+        async move {
+            if ctx.out_of_tokens() {
+                return None;
+            }
+            let started = Instant::now();
+            let (status, outcome) = ctx.quick_match(&product).await;
+            Some(Sample {
+                kind: outcome.unwrap_or("quick_match"),
+                status,
+                took: started.elapsed(),
+            })
+        }
     })
     .await;
-    Ok(Report::from_recorders("list", ctx.cli.clients, secs, &recs))
+    Ok(driven_report("quick_match", ctx.cli.clients, mode, driven))
+}
+
+/// Colyseus's `joinOrCreate` seat reservation (see [`Ctx::colyseus_join_or_create`]), same
+/// clients and duration as `quick_match`.
+async fn scenario_colyseus(ctx: &Arc<Ctx>, mode: Mode) -> Result<Report, String> {
+    let base = ctx
+        .cli
+        .colyseus
+        .clone()
+        .ok_or("colyseus needs --colyseus")?;
+    let driven = drive(ctx, mode, move |ctx, _, _| {
+        let base = base.clone();
+        async move {
+            if ctx.out_of_tokens() {
+                return None;
+            }
+            let started = Instant::now();
+            let (status, outcome) = ctx.colyseus_join_or_create(&base).await;
+            Some(Sample {
+                kind: outcome.unwrap_or("joinOrCreate"),
+                status,
+                took: started.elapsed(),
+            })
+        }
+    })
+    .await;
+    let mut report = driven_report("colyseus", ctx.cli.clients, mode, driven);
+    report
+        .notes
+        .insert("room".into(), json!(ctx.cli.colyseus_room));
+    Ok(report)
 }
 
 /// `--contention-players` players join one 2-seat game (one free seat) at the same instant.
@@ -946,7 +1459,7 @@ async fn scenario_contention(ctx: &Arc<Ctx>) -> Result<Report, String> {
         let mut tasks = tokio::task::JoinSet::new();
         for _ in 0..players {
             let (ctx, barrier, game) = (ctx.clone(), barrier.clone(), game.clone());
-            let (_, auth) = ctx.new_player();
+            let (_, auth) = ctx.new_player().ok_or("out of tokens (--token-file)")?;
             tasks.spawn(async move {
                 barrier.wait().await;
                 let started = Instant::now();
@@ -995,7 +1508,7 @@ async fn scenario_contention(ctx: &Arc<Ctx>) -> Result<Report, String> {
 
 /// A portal-like mix: mostly lobby pages, some creates, opens (create + `creator_joined`,
 /// not waited for) and joins.
-async fn scenario_mixed(ctx: &Arc<Ctx>) -> Result<Report, String> {
+async fn scenario_mixed(ctx: &Arc<Ctx>, mode: Mode) -> Result<Report, String> {
     let weights = parse_mix(&ctx.cli.mix)?;
     ctx.ensure_listed().await?;
     let join_share = weights
@@ -1003,14 +1516,18 @@ async fn scenario_mixed(ctx: &Arc<Ctx>) -> Result<Report, String> {
         .find(|(k, _)| *k == "join")
         .map_or(0, |(_, w)| *w) as f64
         / weights.iter().map(|(_, w)| *w).sum::<u32>() as f64;
-    // Enough open games for the joins of a whole run at a generous rate.
-    let wanted = (join_share * 3000.0 * ctx.cli.duration) as usize;
+    // Enough open games for the joins of a whole run at a generous rate (or at the rate).
+    let rate = match mode {
+        Mode::Closed => 3000.0,
+        Mode::Open(rate) => rate * 1.1,
+    };
+    let wanted = (join_share * rate * ctx.cli.duration) as usize;
     let have = ctx.open.lock().unwrap().len();
     if have < wanted {
         ctx.ensure_open(wanted - have).await?;
     }
     let weights = Arc::new(weights);
-    let (recs, secs) = closed_loop(ctx, ctx.cli.clients, move |ctx, client, n| {
+    let driven = drive(ctx, mode, move |ctx, client, n| {
         let weights = weights.clone();
         async move {
             let kind = pick(&weights, client as u64, n);
@@ -1038,10 +1555,10 @@ async fn scenario_mixed(ctx: &Arc<Ctx>) -> Result<Report, String> {
                 "join" => {
                     let game = ctx.open.lock().unwrap().pop_front();
                     match game {
-                        Some(game) => {
-                            let (_, auth) = ctx.new_player();
-                            ctx.join(&ctx.cli.product, &game, &auth).await
-                        }
+                        Some(game) => match ctx.new_player() {
+                            Some((_, auth)) => ctx.join(&ctx.cli.product, &game, &auth).await,
+                            None => "no-token".into(),
+                        },
                         None => "no-game".into(),
                     }
                 }
@@ -1055,7 +1572,7 @@ async fn scenario_mixed(ctx: &Arc<Ctx>) -> Result<Report, String> {
         }
     })
     .await;
-    let mut report = Report::from_recorders("mixed", ctx.cli.clients, secs, &recs);
+    let mut report = driven_report("mixed", ctx.cli.clients, mode, driven);
     report.notes.insert("mix".into(), json!(ctx.cli.mix));
     Ok(report)
 }
@@ -1107,44 +1624,330 @@ fn pick(weights: &[(&'static str, u32)], client: u64, n: u64) -> &'static str {
 // ---------------------------------------------------------------------------------------------
 // Output
 
-/// The targets, checked against a scenario and its ceiling.
-fn target(report: &Report, ceiling: Option<f64>) -> Option<(String, bool)> {
-    let ratio = ceiling.map(|c| report.throughput / c);
-    let p99 = report.latency_ms.p99;
-    let ok200 = report.statuses.keys().all(|s| s == "200");
-    match report.scenario {
-        "join" => Some((
-            "≥40% of ceiling, p99 ≤ 25 ms, all 200".into(),
-            ratio.is_some_and(|r| r >= 0.40) && p99 <= 25.0 && ok200,
-        )),
-        "list" => Some((
-            "≥50% of ceiling, p99 ≤ 10 ms, all 200".into(),
-            ratio.is_some_and(|r| r >= 0.50) && p99 <= 10.0 && ok200,
-        )),
-        "create" => Some((
-            "≥40% of ceiling, p99 ≤ 25 ms, all 200".into(),
-            ratio.is_some_and(|r| r >= 0.40) && p99 <= 25.0 && ok200,
-        )),
-        "events" => Some((
-            "≥ 5,000 entries/s, exactly once".into(),
-            report.throughput >= 5000.0
-                && report
-                    .notes
-                    .get("exactly_once")
-                    .and_then(Value::as_bool)
-                    .unwrap_or(false),
-        )),
-        "contention" => Some((
-            "1 winner per round, every answer ≤ 100 ms".into(),
-            report
-                .notes
-                .get("exactly_one_winner")
-                .and_then(Value::as_bool)
-                .unwrap_or(false)
-                && report.latency_ms.max <= 100.0,
-        )),
-        _ => None,
+/// One line of the summary: a figure beside its target.
+#[derive(Serialize)]
+struct TargetLine {
+    what: String,
+    measured: String,
+    target: String,
+    met: bool,
+}
+
+/// The service's resident memory at the end of the run.
+#[derive(Clone, Copy, Serialize)]
+struct Memory {
+    rss_mb: f64,
+    peak_mb: f64,
+}
+
+fn read_memory(pid: u32) -> Option<Memory> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb = |key: &str| -> Option<f64> {
+        let line = status.lines().find(|l| l.starts_with(key))?;
+        line[key.len()..]
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .ok()
+    };
+    Some(Memory {
+        rss_mb: round2(kb("VmRSS:")? / 1024.0),
+        peak_mb: round2(kb("VmHWM:")? / 1024.0),
+    })
+}
+
+/// What the summary is computed from.
+struct Run<'a> {
+    reports: &'a [Report],
+    cli: &'a Cli,
+    memory: Option<Memory>,
+}
+
+impl Run<'_> {
+    fn closed(&self, scenario: &str) -> Option<&Report> {
+        self.reports
+            .iter()
+            .find(|r| r.scenario == scenario && r.mode == "closed")
     }
+
+    fn open(&self, scenario: &str) -> Option<&Report> {
+        self.reports
+            .iter()
+            .find(|r| r.scenario == scenario && r.mode == "open")
+    }
+
+    fn ceiling(&self, name: &str) -> Option<f64> {
+        self.cli
+            .ceilings
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| *v)
+    }
+
+    fn service_us(&self, r: &Report) -> Option<f64> {
+        r.cpu_us_per_op.get(&self.cli.service).copied()
+    }
+
+    /// `(mirror, minimal)` ceilings of a scenario.
+    fn ceilings_of(&self, scenario: &str) -> (Option<f64>, Option<f64>) {
+        (
+            self.ceiling(scenario),
+            self.ceiling(&format!("{scenario}_min")),
+        )
+    }
+}
+
+fn all_200(r: &Report) -> bool {
+    r.requests > 0 && r.statuses.keys().all(|s| s == "200")
+}
+
+fn or_errors(r: &Report) -> &'static str {
+    if all_200(r) { "" } else { " (not all 200)" }
+}
+
+/// The targets, each beside the figure it judges.
+fn targets(run: &Run) -> Vec<TargetLine> {
+    let mut out = Vec::new();
+    let mut line = |what: String, measured: String, target: &str, met: bool| {
+        out.push(TargetLine {
+            what,
+            measured,
+            target: target.to_string(),
+            met,
+        })
+    };
+    let half = if run.cli.open_loop_at_half {
+        "½ peak"
+    } else {
+        "--rate"
+    };
+    // p99 of the open loop, and the CPU per operation of the service.
+    let open_p99 = |name: &str, limit: f64| -> (String, String, bool) {
+        match run.open(name) {
+            Some(o) => (
+                format!(
+                    "{name}: p99 at {:.0}/s offered ({half})",
+                    o.offered_per_sec.unwrap_or(0.0)
+                ),
+                format!(
+                    "{:.2} ms, {:.0}/s done{}",
+                    o.latency_ms.p99,
+                    o.throughput,
+                    or_errors(o)
+                ),
+                o.latency_ms.p99 <= limit && all_200(o),
+            ),
+            None => (
+                format!("{name}: p99 at ½ peak (open loop)"),
+                "not run".into(),
+                false,
+            ),
+        }
+    };
+    let service_cpu = |r: &Report, unit: &str, limit: f64| -> (String, String, bool) {
+        let what = format!("{}: {} CPU per {unit}", r.scenario, run.cli.service);
+        match run.service_us(r) {
+            Some(us) => (what, format!("{us:.1} µs"), us <= limit),
+            None => (what, "not measured (no --watch)".into(), false),
+        }
+    };
+
+    for name in ["list", "list_big"] {
+        let Some(r) = run.closed(name) else { continue };
+        let lobby = r
+            .notes
+            .get("lobby_games")
+            .map_or(String::new(), |n| format!(", {n} listed"));
+        line(
+            format!("{name}: pages/s at {} connections{lobby}", r.clients),
+            format!("{:.1}{}", r.throughput, or_errors(r)),
+            "≥ 20,000 at 32 connections",
+            r.throughput >= 20_000.0 && all_200(r) && r.clients == 32,
+        );
+        let (what, measured, met) = open_p99(name, 5.0);
+        line(what, measured, "≤ 5 ms", met);
+        let (what, measured, met) = service_cpu(r, "page", 40.0);
+        line(what, measured, "≤ 40 µs", met);
+    }
+
+    let slower = ["create", "join"]
+        .iter()
+        .filter_map(|n| run.closed(n))
+        .min_by(|a, b| a.throughput.total_cmp(&b.throughput));
+    if let Some(q) = run.closed("quick_match") {
+        match slower {
+            Some(s) => line(
+                "quick_match: ops/s vs the slower of create and join".into(),
+                format!(
+                    "{:.1} vs {:.1} ({}){}",
+                    q.throughput,
+                    s.throughput,
+                    s.scenario,
+                    or_errors(q)
+                ),
+                "≥",
+                q.throughput >= s.throughput && all_200(q),
+            ),
+            None => line(
+                "quick_match: ops/s vs the slower of create and join".into(),
+                "create / join not run".into(),
+                "≥",
+                false,
+            ),
+        }
+        match run.closed("colyseus") {
+            Some(c) => line(
+                format!(
+                    "quick_match: ops/s vs Colyseus joinOrCreate ({} conn)",
+                    c.clients
+                ),
+                format!(
+                    "{:.1} vs {:.1}{}",
+                    q.throughput,
+                    c.throughput,
+                    if all_200(c) {
+                        ""
+                    } else {
+                        " (Colyseus: not all ok)"
+                    }
+                ),
+                "ahead (>)",
+                q.throughput > c.throughput && all_200(q),
+            ),
+            None => line(
+                "quick_match: ops/s vs Colyseus joinOrCreate".into(),
+                "Colyseus not run (--colyseus)".into(),
+                "ahead (>)",
+                false,
+            ),
+        }
+    }
+
+    for name in ["create", "join"] {
+        let Some(r) = run.closed(name) else { continue };
+        let (_, minimal) = run.ceilings_of(name);
+        match minimal {
+            Some(c) => line(
+                format!("{name}: share of the minimal-job ceiling"),
+                format!(
+                    "{:.2} ({:.1} / {c:.1}){}",
+                    r.throughput / c,
+                    r.throughput,
+                    or_errors(r)
+                ),
+                "≥ 0.40",
+                r.throughput / c >= 0.40 && all_200(r),
+            ),
+            None => line(
+                format!("{name}: share of the minimal-job ceiling"),
+                "no ceiling (--ceiling {name}_min=)".into(),
+                "≥ 0.40",
+                false,
+            ),
+        }
+        let (what, measured, met) = open_p99(name, 25.0);
+        line(what, measured, "≤ 25 ms", met);
+        let (what, measured, met) = service_cpu(r, "op", 120.0);
+        line(what, measured, "≤ 120 µs", met);
+    }
+
+    if let Some(r) = run.closed("events") {
+        let once = r.notes.get("exactly_once").and_then(Value::as_bool);
+        line(
+            "events: stream entries/s, exactly once".into(),
+            format!(
+                "{:.0}/s, exactly once: {}",
+                r.throughput,
+                once.map_or("unknown (no /metrics)".into(), |b| b.to_string())
+            ),
+            "≥ 20,000/s, exactly once",
+            r.throughput >= 20_000.0 && once == Some(true),
+        );
+    }
+    if let Some(r) = run.closed("contention") {
+        let one = r
+            .notes
+            .get("exactly_one_winner")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        line(
+            format!(
+                "contention: {} players on one game, {} rounds",
+                r.clients,
+                r.notes.get("rounds").unwrap_or(&Value::Null)
+            ),
+            format!(
+                "winners {}, worst answer {:.1} ms",
+                r.notes.get("winners_per_round").unwrap_or(&Value::Null),
+                r.latency_ms.max
+            ),
+            "1 winner, every answer ≤ 100 ms",
+            one && r.latency_ms.max <= 100.0,
+        );
+    }
+    let big = run
+        .closed("list_big")
+        .and_then(|r| r.notes.get("lobby_games"))
+        .and_then(Value::as_u64);
+    match run.memory {
+        Some(m) => line(
+            format!("memory: {} resident at the end", run.cli.service),
+            format!(
+                "{:.1} MB (peak {:.1} MB){}",
+                m.rss_mb,
+                m.peak_mb,
+                big.map_or(", no big lobby measured".into(), |n| format!(
+                    ", {n} listed"
+                ))
+            ),
+            "≤ 60 MB with 10,000 listed",
+            m.rss_mb <= 60.0 && big.is_some_and(|n| n >= 10_000),
+        ),
+        None => line(
+            "memory: resident at the end".into(),
+            format!("not measured (no --watch {}=PID)", run.cli.service),
+            "≤ 60 MB with 10,000 listed",
+            false,
+        ),
+    }
+    match run.cli.startup_ms {
+        Some(ms) => line(
+            "start-up to ready".into(),
+            format!("{ms} ms"),
+            "≤ 1 s",
+            ms <= 1000,
+        ),
+        None => line(
+            "start-up to ready".into(),
+            "not measured (--startup-ms)".into(),
+            "≤ 1 s",
+            false,
+        ),
+    }
+    out
+}
+
+/// Each scenario that has ceilings, with its throughput over both.
+fn ratios(run: &Run) -> Vec<Value> {
+    ["create", "join", "list", "list_big"]
+        .iter()
+        .filter_map(|name| {
+            let r = run.closed(name)?;
+            let (mirror, minimal) = run.ceilings_of(name);
+            if mirror.is_none() && minimal.is_none() {
+                return None;
+            }
+            Some(json!({
+                "scenario": name,
+                "throughput": r.throughput,
+                "mirror": mirror,
+                "mirror_ratio": mirror.map(|c| r.throughput / c),
+                "minimal": minimal,
+                "minimal_ratio": minimal.map(|c| r.throughput / c),
+            }))
+        })
+        .collect()
 }
 
 fn statuses_text(statuses: &BTreeMap<String, u64>) -> String {
@@ -1155,20 +1958,33 @@ fn statuses_text(statuses: &BTreeMap<String, u64>) -> String {
         .join(" ")
 }
 
-fn table(reports: &[Report], ceilings: &[(String, f64)]) -> String {
+fn per_op_text(per_op: &BTreeMap<String, f64>) -> String {
+    per_op
+        .iter()
+        .map(|(k, v)| format!("{k} {v:.1}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn table(run: &Run) -> String {
+    let reports = run.reports;
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<11} {:>7} {:>8} {:>6} {:>9} {:>7} {:>7} {:>7} {:>8}  statuses",
-        "scenario", "clients", "ops", "secs", "ops/s", "p50 ms", "p90 ms", "p99 ms", "max ms"
+        "{:<12} {:>9} {:>8} {:>6} {:>9} {:>7} {:>7} {:>7} {:>8}  statuses",
+        "scenario", "load", "ops", "secs", "ops/s", "p50 ms", "p90 ms", "p99 ms", "max ms"
     );
     for r in reports {
         let l = r.latency_ms;
+        let load = match r.offered_per_sec {
+            Some(rate) => format!("{rate:.0}/s"),
+            None => format!("{} conn", r.clients),
+        };
         let _ = writeln!(
             out,
-            "{:<11} {:>7} {:>8} {:>6.1} {:>9.1} {:>7.2} {:>7.2} {:>7.2} {:>8.2}  {}",
+            "{:<12} {:>9} {:>8} {:>6.1} {:>9.1} {:>7.2} {:>7.2} {:>7.2} {:>8.2}  {}",
             r.scenario,
-            r.clients,
+            load,
             r.requests,
             r.seconds,
             r.throughput,
@@ -1182,7 +1998,7 @@ fn table(reports: &[Report], ceilings: &[(String, f64)]) -> String {
             let l = o.latency_ms;
             let _ = writeln!(
                 out,
-                "  {:<9} {:>7} {:>8} {:>6} {:>9.1} {:>7.2} {:>7.2} {:>7.2} {:>8.2}  {}",
+                "  {:<10} {:>9} {:>8} {:>6} {:>9.1} {:>7.2} {:>7.2} {:>7.2} {:>8.2}  {}",
                 op,
                 "",
                 o.requests,
@@ -1213,64 +2029,197 @@ fn table(reports: &[Report], ceilings: &[(String, f64)]) -> String {
         if !share.is_empty() {
             let _ = writeln!(out, "  {}", share.join("; "));
         }
+        if !r.cpu_us_per_op.is_empty() {
+            let _ = writeln!(out, "  CPU µs/op: {}", per_op_text(&r.cpu_us_per_op));
+        }
     }
-    let rows: Vec<&Report> = reports
-        .iter()
-        .filter(|r| target(r, None).is_some())
-        .collect();
-    if !rows.is_empty() {
+
+    let ratios = ratios(run);
+    if !ratios.is_empty() {
         let _ = writeln!(out);
         let _ = writeln!(
             out,
-            "{:<11} {:>9} {:>7} {:>11} {:>7}  {:<42} met",
-            "scenario", "ops/s", "p99 ms", "ceiling/s", "ratio", "target"
+            "against the ceilings (pgbench, same server): mirror = the service's own SQL, minimal = the least the job needs"
         );
-        for r in rows {
-            let ceiling = ceilings
-                .iter()
-                .find(|(k, _)| k == r.scenario)
-                .map(|(_, v)| *v);
-            let (text, met) = target(r, ceiling).expect("filtered");
+        let _ = writeln!(
+            out,
+            "{:<12} {:>9} {:>10} {:>6} {:>10} {:>6}",
+            "scenario", "ops/s", "mirror/s", "ratio", "minimal/s", "ratio"
+        );
+        let num = |v: &Value, digits: usize| {
+            v.as_f64()
+                .map_or("-".to_string(), |x| format!("{x:.digits$}"))
+        };
+        for r in &ratios {
             let _ = writeln!(
                 out,
-                "{:<11} {:>9.1} {:>7.2} {:>11} {:>7}  {:<42} {}",
+                "{:<12} {:>9} {:>10} {:>6} {:>10} {:>6}",
+                r["scenario"].as_str().unwrap_or("?"),
+                num(&r["throughput"], 1),
+                num(&r["mirror"], 1),
+                num(&r["mirror_ratio"], 2),
+                num(&r["minimal"], 1),
+                num(&r["minimal_ratio"], 2),
+            );
+        }
+    }
+
+    let open: Vec<&Report> = reports.iter().filter(|r| r.mode == "open").collect();
+    if !open.is_empty() {
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "open loop (fixed offered rate{}; latency from each operation's scheduled send time)",
+            if run.cli.open_loop_at_half {
+                ": half the closed loop's throughput"
+            } else {
+                ""
+            }
+        );
+        let _ = writeln!(
+            out,
+            "{:<12} {:>10} {:>9} {:>7} {:>7} {:>8} {:>15}",
+            "scenario", "offered/s", "done/s", "p50 ms", "p99 ms", "max ms", "send lag p99 ms"
+        );
+        for r in open {
+            let _ = writeln!(
+                out,
+                "{:<12} {:>10.1} {:>9.1} {:>7.2} {:>7.2} {:>8.2} {:>15}",
                 r.scenario,
+                r.offered_per_sec.unwrap_or(0.0),
                 r.throughput,
+                r.latency_ms.p50,
                 r.latency_ms.p99,
-                ceiling.map_or("-".into(), |c| format!("{c:.1}")),
-                ceiling.map_or("-".into(), |c| format!("{:.2}", r.throughput / c)),
-                text,
-                if met { "yes" } else { "NO" }
+                r.latency_ms.max,
+                r.notes
+                    .get("send_lag_ms")
+                    .and_then(|l| l.get("p99"))
+                    .map_or("-".into(), ToString::to_string)
+            );
+        }
+    }
+
+    // CPU per operation, closed loop (and open loop) side by side.
+    let mut names: Vec<&String> = reports
+        .iter()
+        .flat_map(|r| r.cpu_us_per_op.keys())
+        .collect();
+    names.sort();
+    names.dedup();
+    if !names.is_empty() {
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "CPU per operation, µs (utime + stime from /proc, before and after each scenario; closed loop / open loop)"
+        );
+        let mut header = format!("{:<12}", "scenario");
+        for n in &names {
+            let _ = write!(header, " {n:>17}");
+        }
+        let _ = writeln!(out, "{header}");
+        let mut seen: Vec<&str> = Vec::new();
+        for r in reports {
+            if seen.contains(&r.scenario) {
+                continue;
+            }
+            seen.push(r.scenario);
+            let closed = run.closed(r.scenario);
+            let open = run.open(r.scenario);
+            let mut row = format!("{:<12}", r.scenario);
+            for n in &names {
+                let cell = |r: Option<&Report>| {
+                    r.and_then(|r| r.cpu_us_per_op.get(*n))
+                        .map_or("-".to_string(), |v| format!("{v:.1}"))
+                };
+                let text = match open {
+                    Some(_) => format!("{} / {}", cell(closed), cell(open)),
+                    None => cell(closed),
+                };
+                let _ = write!(row, " {text:>17}");
+            }
+            let _ = writeln!(out, "{row}");
+        }
+    }
+
+    let lines = targets(run);
+    if !lines.is_empty() {
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "{:<55} {:<46} {:<30} met",
+            "target", "measured", "wanted"
+        );
+        for t in &lines {
+            let _ = writeln!(
+                out,
+                "{:<55} {:<46} {:<30} {}",
+                t.what,
+                t.measured,
+                t.target,
+                if t.met { "met" } else { "not met" }
             );
         }
     }
     out
 }
 
-fn summary_json(reports: &[Report], ceilings: &[(String, f64)]) -> Value {
-    let targets: Vec<Value> = reports
-        .iter()
-        .filter_map(|r| {
-            let ceiling = ceilings
-                .iter()
-                .find(|(k, _)| k == r.scenario)
-                .map(|(_, v)| *v);
-            let (text, met) = target(r, ceiling)?;
-            Some(json!({
-                "scenario": r.scenario,
-                "throughput": r.throughput,
-                "p99_ms": r.latency_ms.p99,
-                "ceiling": ceiling,
-                "ratio": ceiling.map(|c| r.throughput / c),
-                "target": text,
-                "met": met,
-            }))
-        })
-        .collect();
-    json!({ "reports": reports, "targets": targets })
+fn summary_json(run: &Run) -> Value {
+    json!({
+        "reports": run.reports,
+        "ceilings": run.cli.ceilings.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<Map<String, Value>>(),
+        "ratios": ratios(run),
+        "memory": run.memory,
+        "startup_ms": run.cli.startup_ms,
+        "targets": targets(run),
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
+
+/// Runs one scenario in one mode, with the CPU and game-server readings around it.
+async fn run_scenario(ctx: &Arc<Ctx>, scenario: Scenario, mode: Mode) -> Result<Report, String> {
+    if !ctx.json {
+        match mode {
+            Mode::Closed => eprintln!("loadgen: {scenario:?} ..."),
+            Mode::Open(rate) => eprintln!("loadgen: {scenario:?} open loop at {rate:.1}/s ..."),
+        }
+    }
+    *ctx.measured_from.lock().unwrap() = None;
+    let gs_start = ctx.game_server_stats().await;
+    let cpu_start = CpuSnapshot::take(&ctx.cli);
+    let result = match scenario {
+        Scenario::Create => scenario_create(ctx, mode).await,
+        Scenario::Events => scenario_events(ctx).await,
+        Scenario::Join => scenario_join(ctx, mode).await,
+        Scenario::Open => scenario_open(ctx, mode).await,
+        Scenario::List => scenario_list(ctx, mode).await,
+        Scenario::ListBig => scenario_list_big(ctx, mode).await,
+        Scenario::Contention => scenario_contention(ctx).await,
+        Scenario::QuickMatch => scenario_quick_match(ctx, mode).await,
+        Scenario::Colyseus => scenario_colyseus(ctx, mode).await,
+        Scenario::Mixed => scenario_mixed(ctx, mode).await,
+        Scenario::All => unreachable!("expanded before"),
+    };
+    let mut report = result?;
+    // From the start of the measured part when the scenario marked it (every timed one and
+    // events do), else from the start of the scenario (contention: its per-round setup of one
+    // game and the connections is in its figures).
+    let (cpu, gs_before) = ctx
+        .measured_from
+        .lock()
+        .unwrap()
+        .take()
+        .unwrap_or((cpu_start, gs_start));
+    let (cores, per_op) = cpu.since(&ctx.cli, report.requests);
+    report.cpu = cores;
+    report.cpu_us_per_op = per_op;
+    report.game_server =
+        game_server_share(gs_before, ctx.game_server_stats().await, report.seconds);
+    if ctx.out_of_tokens() {
+        report.notes.insert("tokens_exhausted".into(), json!(true));
+    }
+    Ok(report)
+}
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
@@ -1284,9 +2233,15 @@ async fn main() -> std::process::ExitCode {
                 Scenario::Join,
                 Scenario::Open,
                 Scenario::List,
-                Scenario::Contention,
-                Scenario::Mixed,
             ]);
+            if cli.big_lobby_product.is_some() {
+                scenarios.push(Scenario::ListBig);
+            }
+            scenarios.extend([Scenario::Contention, Scenario::QuickMatch]);
+            if cli.colyseus.is_some() {
+                scenarios.push(Scenario::Colyseus);
+            }
+            scenarios.push(Scenario::Mixed);
         } else {
             scenarios.push(*s);
         }
@@ -1295,6 +2250,28 @@ async fn main() -> std::process::ExitCode {
         eprintln!("loadgen: {e}");
         return std::process::ExitCode::from(2);
     }
+    let tokens = match &cli.token_file {
+        None => None,
+        Some(path) => match std::fs::read_to_string(path) {
+            Ok(text) => Some(
+                text.lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                    .map(|l| {
+                        l.strip_prefix("Bearer ")
+                            .or_else(|| l.strip_prefix("bearer "))
+                            .unwrap_or(l)
+                            .trim()
+                            .to_string()
+                    })
+                    .collect::<Vec<_>>(),
+            ),
+            Err(e) => {
+                eprintln!("loadgen: reading {}: {e}", path.display());
+                return std::process::ExitCode::from(2);
+            }
+        },
+    };
     let http = match reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .pool_idle_timeout(Duration::from_secs(120))
@@ -1308,13 +2285,30 @@ async fn main() -> std::process::ExitCode {
         }
     };
     let redis = match redis::Client::open(cli.redis.as_str()) {
-        Ok(client) => match client.get_multiplexed_async_connection().await {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("loadgen: Redis {}: {e}", cli.redis);
-                return std::process::ExitCode::FAILURE;
+        Ok(client) => {
+            match tokio::time::timeout(
+                Duration::from_secs(5),
+                client.get_multiplexed_async_connection(),
+            )
+            .await
+            {
+                Ok(Ok(c)) => Some(c),
+                Ok(Err(e)) => {
+                    eprintln!(
+                        "loadgen: Redis {}: {e}; the scenarios that need the stream will fail",
+                        cli.redis
+                    );
+                    None
+                }
+                Err(_) => {
+                    eprintln!(
+                        "loadgen: Redis {}: no connection in 5 s; the scenarios that need the stream will fail",
+                        cli.redis
+                    );
+                    None
+                }
             }
-        },
+        }
         Err(e) => {
             eprintln!("loadgen: Redis URL: {e}");
             return std::process::ExitCode::from(2);
@@ -1327,7 +2321,14 @@ async fn main() -> std::process::ExitCode {
         format!("lg{t:x}")
     });
     let ctx = Arc::new(Ctx {
-        key: EncodingKey::from_secret(cli.secret.as_bytes()),
+        key: cli
+            .secret
+            .as_ref()
+            .map(|s| EncodingKey::from_secret(s.as_bytes())),
+        tokens,
+        next_token: AtomicUsize::new(0),
+        out_of_tokens: AtomicBool::new(false),
+        measured_from: Mutex::new(None),
         cli,
         run_id,
         http,
@@ -1340,37 +2341,45 @@ async fn main() -> std::process::ExitCode {
     let mut reports = Vec::new();
     let mut failed = false;
     for scenario in scenarios {
-        if !ctx.json {
-            eprintln!("loadgen: {scenario:?} ...");
-        }
-        let gs_before = ctx.game_server_stats().await;
-        let cpu = CpuSnapshot::take(&ctx.cli.watch);
-        let result = match scenario {
-            Scenario::Create => scenario_create(&ctx).await,
-            Scenario::Events => scenario_events(&ctx).await,
-            Scenario::Join => scenario_join(&ctx).await,
-            Scenario::Open => scenario_open(&ctx).await,
-            Scenario::List => scenario_list(&ctx).await,
-            Scenario::Contention => scenario_contention(&ctx).await,
-            Scenario::Mixed => scenario_mixed(&ctx).await,
-            Scenario::All => unreachable!("expanded above"),
+        let first = match ctx.cli.rate {
+            Some(rate) if scenario.timed() => Mode::Open(rate),
+            _ => Mode::Closed,
         };
-        let cores = cpu.since(&ctx.cli.watch);
-        match result {
-            Ok(mut report) => {
-                report.cpu = cores;
-                report.game_server =
-                    game_server_share(gs_before, ctx.game_server_stats().await, report.seconds);
+        let peak = match run_scenario(&ctx, scenario, first).await {
+            Ok(report) => {
+                let peak = report.throughput;
                 reports.push(report);
+                peak
             }
             Err(e) => {
                 eprintln!("loadgen: {scenario:?} failed: {e}");
                 failed = true;
+                continue;
+            }
+        };
+        if ctx.cli.open_loop_at_half && scenario.timed() && peak > 0.0 {
+            match run_scenario(&ctx, scenario, Mode::Open(peak / 2.0)).await {
+                Ok(report) => reports.push(report),
+                Err(e) => {
+                    eprintln!("loadgen: {scenario:?} (open loop) failed: {e}");
+                    failed = true;
+                }
             }
         }
     }
 
-    let json = summary_json(&reports, &ctx.cli.ceilings);
+    let memory = ctx
+        .cli
+        .watch
+        .iter()
+        .find(|(name, _)| *name == ctx.cli.service)
+        .and_then(|(_, pid)| read_memory(*pid));
+    let run = Run {
+        reports: &reports,
+        cli: &ctx.cli,
+        memory,
+    };
+    let json = summary_json(&run);
     if let Some(path) = &ctx.cli.json_out {
         if let Err(e) = std::fs::write(path, format!("{json:#}\n")) {
             eprintln!("loadgen: writing {}: {e}", path.display());
@@ -1380,7 +2389,7 @@ async fn main() -> std::process::ExitCode {
     if ctx.cli.json {
         println!("{json:#}");
     } else {
-        print!("{}", table(&reports, &ctx.cli.ceilings));
+        print!("{}", table(&run));
     }
     if failed {
         std::process::ExitCode::FAILURE

@@ -41,6 +41,8 @@ const INVALID_CODE: &str =
 const PAGING: &str = "Invalid request - page size and entry count must be integers.";
 const INVALID_KEY: &str =
     "Game Lobby: Invalid Idempotency-Key - expected 1 to 255 visible ASCII characters.";
+const EVENTS_NOT_AUTHORIZED: &str =
+    "Game server not authorized: send `Authorization: Bearer <event_key>`.";
 /// What every refused settings filter's `detail` contains.
 const SETTINGS_FILTER: &str = "settings filter";
 
@@ -597,6 +599,34 @@ async fn more_than_one_authorization_header_is_refused(db: PgPool) {
         }
         if !wrong.is_empty() {
             failures.push(format!("{case}: {}", wrong.join("; ")));
+        }
+    }
+    // The game servers' route too: its key twice, or the key and something else, is a 401.
+    let key = format!("Bearer {EVENT_KEY}");
+    for (case, first, second) in [
+        (
+            "event key, then forged",
+            key.as_str(),
+            "Bearer forged-event-key",
+        ),
+        (
+            "forged, then event key",
+            "Bearer forged-event-key",
+            key.as_str(),
+        ),
+        ("event key twice", key.as_str(), key.as_str()),
+    ] {
+        let request = req("POST", "/game_servers/exrps/events")
+            .header("Authorization", first)
+            .header("Authorization", second)
+            .json(r#"{"type":"gameplay"}"#);
+        match send(&app, &request)
+            .await
+            .and_then(|a| problem_detail(&a, Some(401)))
+        {
+            Ok(d) if d == EVENTS_NOT_AUTHORIZED => {}
+            Ok(d) => failures.push(format!("{case}: events: 401 {d:?}")),
+            Err(e) => failures.push(format!("{case}: events: {e}")),
         }
     }
     // One header with the token is still fine.

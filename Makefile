@@ -27,7 +27,8 @@ test:
 chaos:
 	@CRASH_ROUNDS=$${CRASH_ROUNDS:-30} scripts/with-services.sh --redis -- $(CARGO) nextest run crash --no-capture
 
-## schemathesis (PyPI) against every documented operation, valid and forged tokens, fixed seed.
+## schemathesis (PyPI) and scripts/hostile_fuzz.py (NUL, invalid UTF-8, huge values, hostile tokens
+## and headers) against every documented operation, fixed seed. API_FUZZ=hostile: only the latter.
 api-fuzz: build
 	@scripts/with-services.sh -- scripts/schemathesis.sh
 

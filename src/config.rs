@@ -158,7 +158,7 @@ pub struct Overrides {
     /// Serve the open-games list from this process's memory, kept in step by the database's notifications [toml: lobby_cache] [default: true]
     #[arg(long, env = "MATCHMAKER_LOBBY_CACHE", global = true, value_parser = BoolishValueParser::new())]
     pub lobby_cache: Option<bool>,
-    /// Live-lobby streams one process serves at once; beyond it the stream route answers 503 [toml: lobby_stream_max] [default: 1000]
+    /// Live-lobby streams one process serves at once; beyond it the stream route answers 503; 0 = no cap [toml: lobby_stream_max] [default: 1000]
     #[arg(long, env = "MATCHMAKER_LOBBY_STREAM_MAX", global = true)]
     pub lobby_stream_max: Option<usize>,
     /// Largest request body, in bytes; larger ones get 413 [toml: max_body_bytes] [default: 65536]
@@ -246,7 +246,7 @@ pub struct Settings {
     pub lobby_stream_heartbeat: Duration,
     #[serde(deserialize_with = "rule::between::<1, 65_536, _, _>")]
     pub lobby_stream_buffer: usize,
-    #[serde(deserialize_with = "rule::between::<1, 1_000_000, _, _>")]
+    #[serde(deserialize_with = "rule::between::<0, 1_000_000, _, _>")]
     pub lobby_stream_max: usize,
     pub lobby_cache: bool,
     /// Players the lobby page offers tokens for; empty outside development.

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod config;
 pub mod domain;
 pub mod events;
+pub mod fd_limit;
 pub mod game_server;
 pub mod http;
 pub mod live;

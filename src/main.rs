@@ -51,6 +51,16 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Serve => {
+            match matchmaker::fd_limit::raise_nofile_limit() {
+                Ok((before, after)) => {
+                    tracing::info!(
+                        before,
+                        after,
+                        "open-file limit (soft) raised to the hard limit"
+                    )
+                }
+                Err(e) => tracing::warn!(error = %e, "open-file limit left as it is"),
+            }
             let db = startup::pool(&settings)?;
             if settings.migrate_on_start {
                 MIGRATOR.run(&db).await?;

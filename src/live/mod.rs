@@ -75,7 +75,8 @@ impl Hub {
     /// A receiver of every change from now on; unavailable while the listener is not
     /// connected (changes would be missed).
     pub async fn subscribe(&self) -> Result<broadcast::Receiver<Arc<Change>>, LobbyError> {
-        if self.subscribers() >= self.max_subscribers {
+        // 0: no cap.
+        if self.max_subscribers > 0 && self.subscribers() >= self.max_subscribers {
             return Err(LobbyError::LiveFull);
         }
         let mut ready = self.ready.subscribe();

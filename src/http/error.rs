@@ -40,6 +40,34 @@ pub struct Problem {
     pub detail: String,
 }
 
+// Answers many routes document alike (OpenAPI only).
+
+/// A missing or bad token.
+#[derive(utoipa::IntoResponses)]
+#[response(
+    status = 401,
+    description = "`Game Lobby: Not authorized.` without `Authorization`; `Game Lobby: Unable to fetch user profile for user. Relog may be required.` for a bad token.",
+    content_type = "application/problem+json"
+)]
+#[allow(dead_code)] // documentation only
+pub struct Unauthorized(#[to_schema] Problem);
+
+/// Too many creates and joins from this player or address; see `Retry-After`.
+#[derive(utoipa::IntoResponses)]
+#[response(
+    status = 429,
+    content_type = "application/problem+json",
+    headers(("Retry-After" = u64, description = "Seconds to wait before retrying."))
+)]
+#[allow(dead_code)] // documentation only
+pub struct RateLimited(#[to_schema] Problem);
+
+/// The database is unavailable; retry shortly (with `Retry-After`).
+#[derive(utoipa::IntoResponses)]
+#[response(status = 503, content_type = "application/problem+json")]
+#[allow(dead_code)] // documentation only
+pub struct Unavailable(#[to_schema] Problem);
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
     pub status: StatusCode,

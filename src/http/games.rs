@@ -6,7 +6,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
     dto::{FullGame, GameView, Left, PartialGame, QuickMatch},
-    error::{ApiResult, Problem},
+    error::{ApiResult, Problem, RateLimited, Unauthorized, Unavailable},
     extract::{Caller, ClientIp, LastSegment, ProductRef, idempotency_key},
     lobby::once,
     state::AppState,
@@ -52,11 +52,10 @@ pub fn routes() -> OpenApiRouter<AppState> {
             )),
         (status = 400, description = "`Game Lobby: Invalid product ID.` or a malformed game id.",
             body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or bad token.", body = Problem, content_type = "application/problem+json"),
+        Unauthorized,
         (status = 404, description = "`Game Lobby: Game not found. Game ID: \"<game_id>\", Product ID: <product_id>.`",
             body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The database is unavailable; retry shortly.",
-            body = Problem, content_type = "application/problem+json"),
+        Unavailable,
     )
 )]
 async fn game_status(
@@ -97,11 +96,10 @@ async fn game_status(
             )),
         (status = 400, description = "`Game Lobby: Invalid product ID.` or a malformed game id.",
             body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or bad token.", body = Problem, content_type = "application/problem+json"),
+        Unauthorized,
         (status = 409, description = "The caller's own join of this game is still in progress.",
             body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The database is unavailable; retry shortly.",
-            body = Problem, content_type = "application/problem+json"),
+        Unavailable,
     )
 )]
 async fn leave_game(
@@ -138,18 +136,15 @@ async fn leave_game(
             body = QuickMatch),
         (status = 400, description = "`Game Lobby: Invalid product ID.`, `Unable to create game on target game server.` or a malformed `Idempotency-Key`.",
             body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or bad token.", body = Problem, content_type = "application/problem+json"),
+        Unauthorized,
         (status = 409, description = "A join or quick match of the caller is still in progress, or a request with the same `Idempotency-Key` is.",
             body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The `Idempotency-Key` was already used for a different request.",
             body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Too many creates and joins from this player or address; see `Retry-After`.",
-            body = Problem, content_type = "application/problem+json",
-            headers(("Retry-After" = u64, description = "Seconds to wait before retrying."))),
+        RateLimited,
         (status = 502, description = "The game server could not be reached, timed out, or gave an unusable answer.",
             body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The database is unavailable; retry shortly.",
-            body = Problem, content_type = "application/problem+json"),
+        Unavailable,
     )
 )]
 async fn quick_match(
@@ -196,18 +191,15 @@ async fn quick_match(
         (status = 400, description = "`Game Lobby: Invalid product ID.`, `Game Lobby: Invalid join code - expected 6 characters from 23456789ABCDEFGHJKMNPQRSTUVWXYZ.`, \
             or as `join_game`: invalid state, refused by the game server, no longer available.",
             body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or bad token.", body = Problem, content_type = "application/problem+json"),
+        Unauthorized,
         (status = 404, description = "`Game Lobby: Unable to join game - no game with join code <code>, Product ID: <product_id>.`",
             body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Every seat is taken, or other players hold the game right now.",
             body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Too many creates and joins from this player or address; see `Retry-After`.",
-            body = Problem, content_type = "application/problem+json",
-            headers(("Retry-After" = u64, description = "Seconds to wait before retrying."))),
+        RateLimited,
         (status = 502, description = "The game server could not be reached or timed out.",
             body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The database is unavailable; retry shortly.",
-            body = Problem, content_type = "application/problem+json"),
+        Unavailable,
     )
 )]
 async fn join_by_code(

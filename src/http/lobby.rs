@@ -15,7 +15,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
     dto::{FullGame, PartialGame},
-    error::{ApiError, ApiResult, Problem},
+    error::{ApiError, ApiResult, Problem, RateLimited, Unauthorized, Unavailable},
     extract::{
         Caller, ClientIp, LastSegment, ProductRef, ProductSegment, REPLAYED, idempotency_key,
         paging, percent_decode,
@@ -114,23 +114,19 @@ fn create_options(body: &[u8]) -> ApiResult<bool> {
         (status = 200, description = "The new game, with `target_game_server` (where to connect) and, for a private game, `join_code`.", body = FullGame),
         (status = 400, description = "`Game Lobby: Invalid product ID.`, `Unable to create game on target game server.`, `Game Lobby: Invalid request - \"private\" must be true or false.` or a malformed `Idempotency-Key`.",
             body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "`Game Lobby: Not authorized.` (no `Authorization`) or `Game Lobby: Unable to fetch user profile for user. Relog may be required.` (bad token)",
-            body = Problem, content_type = "application/problem+json"),
+        Unauthorized,
         (status = 409, description = "The caller already has `max_open_games_per_player` games waiting for players, or a request with the same `Idempotency-Key` is still in progress.",
             body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "The request body is larger than `max_body_bytes` (64 KiB by default).",
             body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Too many creates and joins from this player or address; see `Retry-After`.",
-            body = Problem, content_type = "application/problem+json",
-            headers(("Retry-After" = u64, description = "Seconds to wait before retrying."))),
+        RateLimited,
         (status = 422, description = "The `Idempotency-Key` was already used for a different request.",
             body = Problem, content_type = "application/problem+json"),
         (status = 500, description = "`Game Lobby: Error saving the game. Please contact support.`",
             body = Problem, content_type = "application/problem+json"),
-        (status = 502, description = "The game server could not be reached, timed out, or answered without a `gameToken`.",
+        (status = 502, description = "The game server could not be reached, timed out, or answered without a `gameToken`; or `Game Lobby: The game server answered too late. Please try again.`",
             body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The database is unavailable; retry shortly.",
-            body = Problem, content_type = "application/problem+json"),
+        Unavailable,
     )
 )]
 async fn create_game(
@@ -179,20 +175,17 @@ async fn create_game(
             `Unable to join game - invalid state: <state>. Required state: creator_joined`, \
             `Unable to join game on target game server.` or `GameLobby: Cannot join game - it is no longer available`",
             body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or bad token.", body = Problem, content_type = "application/problem+json"),
+        Unauthorized,
         (status = 404, description = "`Game Lobby: Unable to join game - game not found. Game ID: \"<game_id>\", Product ID: <product_id>.`",
             body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Every seat is taken, or other players hold the game right now.",
             body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "The request body is larger than `max_body_bytes` (64 KiB by default).",
             body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Too many creates and joins from this player or address; see `Retry-After`.",
-            body = Problem, content_type = "application/problem+json",
-            headers(("Retry-After" = u64, description = "Seconds to wait before retrying."))),
+        RateLimited,
         (status = 502, description = "The game server could not be reached or timed out.",
             body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The database is unavailable; retry shortly.",
-            body = Problem, content_type = "application/problem+json"),
+        Unavailable,
     )
 )]
 async fn join_game(
@@ -231,8 +224,7 @@ async fn join_game(
         (status = 200, description = "A page of open games.", body = [PartialGame]),
         (status = 400, description = "`Invalid request - page size and entry count must be integers.`, a negative value, or a bad settings filter (empty or over-long key, over-long value, more than 10).",
             body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The database is unavailable; retry shortly.",
-            body = Problem, content_type = "application/problem+json"),
+        Unavailable,
     )
 )]
 async fn open_games(

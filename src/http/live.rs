@@ -17,7 +17,7 @@ use super::{
     dto::PartialGame,
     error::{ApiResult, Problem},
     extract::{ProductRef, StreamCaller},
-    lobby::{ListQuery, list},
+    lobby::{list, list_query},
     state::AppState,
 };
 use crate::live;
@@ -68,7 +68,7 @@ async fn open_games_stream(
     StreamCaller(_player): StreamCaller,
     RawQuery(query): RawQuery,
 ) -> ApiResult<Response> {
-    let (mut page, filter) = ListQuery::parse(query.as_deref())?;
+    let (mut page, filter) = list_query(query.as_deref())?;
     page.fresh = true;
     // Subscribe first, then read the page: no change falls between the two (one may show twice,
     // which `listed`/`changed` being "insert or replace" absorbs).

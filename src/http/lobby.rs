@@ -232,7 +232,7 @@ async fn open_games(
     ProductSegment(product_id): ProductSegment,
     RawQuery(query): RawQuery,
 ) -> ApiResult<Response> {
-    let (page, filter) = ListQuery::parse(query.as_deref())?;
+    let (page, filter) = list_query(query.as_deref())?;
     let body = list(&state, &product_id, page, &filter).await?;
     Ok((
         [(
@@ -276,50 +276,46 @@ pub(super) async fn list(
 }
 
 /// The query of a list (or its live stream): `count`, `page` and `settings.<key>` filters.
-pub(super) struct ListQuery;
-
-impl ListQuery {
-    pub(super) fn parse(query: Option<&str>) -> ApiResult<(Page, SettingsFilter)> {
-        let mut pairs: Vec<(String, String)> = Vec::new();
-        for pair in query
-            .unwrap_or_default()
-            .split('&')
-            .filter(|p| !p.is_empty())
-        {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            let (key, value) = (percent_decode(key, true), percent_decode(value, true));
-            let key = String::from_utf8_lossy(&key).into_owned();
-            let value = match String::from_utf8(value) {
-                Ok(value) => value,
-                // Paging values fail as any non-number does; a filter must say so.
-                Err(_) if key.starts_with("settings.") => {
-                    return Err(ApiError::bad_request(format!(
-                        "Invalid request - the settings filter `{key}` is not valid UTF-8."
-                    )));
-                }
-                Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
-            };
-            if key.starts_with("settings.") && key.contains('\u{FFFD}') {
-                return Err(ApiError::bad_request(
-                    "Invalid request - a settings filter's key is not valid UTF-8.",
-                ));
+pub(super) fn list_query(query: Option<&str>) -> ApiResult<(Page, SettingsFilter)> {
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    for pair in query
+        .unwrap_or_default()
+        .split('&')
+        .filter(|p| !p.is_empty())
+    {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let (key, value) = (percent_decode(key, true), percent_decode(value, true));
+        let key = String::from_utf8_lossy(&key).into_owned();
+        let value = match String::from_utf8(value) {
+            Ok(value) => value,
+            // Paging values fail as any non-number does; a filter must say so.
+            Err(_) if key.starts_with("settings.") => {
+                return Err(ApiError::bad_request(format!(
+                    "Invalid request - the settings filter `{key}` is not valid UTF-8."
+                )));
             }
-            pairs.push((key, value));
+            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+        };
+        if key.starts_with("settings.") && key.contains('\u{FFFD}') {
+            return Err(ApiError::bad_request(
+                "Invalid request - a settings filter's key is not valid UTF-8.",
+            ));
         }
-        // The last of a repeated parameter wins.
-        let field = |name: &str| {
-            pairs
-                .iter()
-                .rev()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.as_str())
-        };
-        let page = Page {
-            count: paging(field("count"))?,
-            page: paging(field("page"))?,
-            fresh: false,
-        };
-        let filter = SettingsFilter::parse(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
-        Ok((page, filter))
+        pairs.push((key, value));
     }
+    // The last of a repeated parameter wins.
+    let field = |name: &str| {
+        pairs
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let page = Page {
+        count: paging(field("count"))?,
+        page: paging(field("page"))?,
+        fresh: false,
+    };
+    let filter = SettingsFilter::parse(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
+    Ok((page, filter))
 }

@@ -44,6 +44,14 @@ struct Fence {
     instance: String,
 }
 
+/// A notification on the lobby channel: a read model's fence, or a change the trigger sent.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Message {
+    Fence(Fence),
+    Change(Notice),
+}
+
 #[derive(Deserialize)]
 struct Notice {
     kind: String,
@@ -182,25 +190,24 @@ impl LobbyListener {
     /// Applies a batch of notifications: the changed games are read once, as they are now,
     /// and each goes into (or out of) the in-memory list and to the live-lobby subscribers.
     pub async fn forward_once(&self, payloads: &[String]) -> anyhow::Result<()> {
-        let notices: Vec<Notice> = payloads
-            .iter()
-            // Fences are seen once every change before them is applied: at the end of this call.
-            .filter(|p| serde_json::from_str::<Fence>(p).is_err())
-            .filter_map(|p| {
-                serde_json::from_str(p)
-                    .inspect_err(|e| tracing::warn!(error = %e, "lobby listener: bad notification"))
-                    .ok()
-            })
-            .filter(|n: &Notice| self.products.get(&n.product_id).is_some())
-            .collect();
+        let mut notices = Vec::with_capacity(payloads.len());
+        let mut fences = Vec::new();
+        for payload in payloads {
+            match serde_json::from_str::<Message>(payload) {
+                Ok(Message::Fence(fence)) => fences.push(fence),
+                Ok(Message::Change(n)) if self.products.get(&n.product_id).is_some() => {
+                    notices.push(n)
+                }
+                Ok(Message::Change(_)) => {}
+                Err(e) => tracing::warn!(error = %e, "lobby listener: bad notification"),
+            }
+        }
         let watched = self.hub.subscribers() > 0;
         if !notices.is_empty() && (watched || self.read_model.enabled()) {
             self.apply(&notices, watched).await?;
         }
-        for fence in payloads
-            .iter()
-            .filter_map(|p| serde_json::from_str::<Fence>(p).ok())
-        {
+        // Fences count as seen once every change before them is applied.
+        for fence in fences {
             self.read_model.saw_fence(&fence.instance, fence.fence);
         }
         Ok(())

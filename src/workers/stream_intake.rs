@@ -41,29 +41,25 @@ pub struct StreamIntake {
 impl StreamIntake {
     /// Runs until `shutdown`: stands by, reads when it holds the lock, recovers from outages.
     pub async fn run(self, shutdown: CancellationToken) {
-        run(self, shutdown).await
-    }
-}
-
-async fn run(intake: StreamIntake, shutdown: CancellationToken) {
-    let StreamIntake {
-        db,
-        redis_url,
-        key,
-        expiry,
-        metrics,
-    } = intake;
-    let mut pause = Duration::from_millis(200);
-    while !shutdown.is_cancelled() {
-        match lead(&db, &expiry, &metrics, &redis_url, &key, &shutdown).await {
-            Ok(()) => pause = Duration::from_millis(200),
-            Err(e) => {
-                tracing::warn!(error = %e, stream = %key, "event stream intake interrupted; retrying");
-                tokio::select! {
-                    _ = shutdown.cancelled() => {}
-                    _ = tokio::time::sleep(pause) => {}
+        let Self {
+            db,
+            redis_url,
+            key,
+            expiry,
+            metrics,
+        } = self;
+        let mut pause = Duration::from_millis(200);
+        while !shutdown.is_cancelled() {
+            match lead(&db, &expiry, &metrics, &redis_url, &key, &shutdown).await {
+                Ok(()) => pause = Duration::from_millis(200),
+                Err(e) => {
+                    tracing::warn!(error = %e, stream = %key, "event stream intake interrupted; retrying");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => {}
+                        _ = tokio::time::sleep(pause) => {}
+                    }
+                    pause = (pause * 2).min(Duration::from_secs(5));
                 }
-                pause = (pause * 2).min(Duration::from_secs(5));
             }
         }
     }

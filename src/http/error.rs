@@ -62,6 +62,19 @@ pub struct Unauthorized(#[to_schema] Problem);
 #[allow(dead_code)] // documentation only
 pub struct RateLimited(#[to_schema] Problem);
 
+/// A join's seat is gone: every seat is taken, or other players hold the game right now.
+#[derive(utoipa::IntoResponses)]
+#[response(status = 409, content_type = "application/problem+json")]
+#[allow(dead_code)] // documentation only
+pub struct SeatTaken(#[to_schema] Problem);
+
+/// A join's call to the game server failed: it could not be reached, timed out, or gave an
+/// answer that could not be used.
+#[derive(utoipa::IntoResponses)]
+#[response(status = 502, content_type = "application/problem+json")]
+#[allow(dead_code)] // documentation only
+pub struct JoinGameServerFault(#[to_schema] Problem);
+
 /// The database is unavailable; retry shortly (with `Retry-After`).
 #[derive(utoipa::IntoResponses)]
 #[response(status = 503, content_type = "application/problem+json")]

@@ -6,7 +6,9 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
     dto::{FullGame, GameView, Left, PartialGame, QuickMatch},
-    error::{ApiResult, Problem, RateLimited, Unauthorized, Unavailable},
+    error::{
+        ApiResult, JoinGameServerFault, Problem, RateLimited, SeatTaken, Unauthorized, Unavailable,
+    },
     extract::{Caller, ClientIp, LastSegment, ProductRef, idempotency_key},
     lobby::once,
     state::AppState,
@@ -194,11 +196,9 @@ async fn quick_match(
         Unauthorized,
         (status = 404, description = "`Game Lobby: Unable to join game - no game with join code <code>, Product ID: <product_id>.`",
             body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Every seat is taken, or other players hold the game right now.",
-            body = Problem, content_type = "application/problem+json"),
+        SeatTaken,
         RateLimited,
-        (status = 502, description = "The game server could not be reached or timed out.",
-            body = Problem, content_type = "application/problem+json"),
+        JoinGameServerFault,
         Unavailable,
     )
 )]

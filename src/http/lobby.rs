@@ -15,7 +15,10 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
     dto::{FullGame, PartialGame},
-    error::{ApiError, ApiResult, Problem, RateLimited, Unauthorized, Unavailable},
+    error::{
+        ApiError, ApiResult, JoinGameServerFault, Problem, RateLimited, SeatTaken, Unauthorized,
+        Unavailable,
+    },
     extract::{
         Caller, ClientIp, LastSegment, ProductRef, ProductSegment, REPLAYED, idempotency_key,
         paging, percent_decode,
@@ -178,13 +181,11 @@ async fn create_game(
         Unauthorized,
         (status = 404, description = "`Game Lobby: Unable to join game - game not found. Game ID: \"<game_id>\", Product ID: <product_id>.`",
             body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Every seat is taken, or other players hold the game right now.",
-            body = Problem, content_type = "application/problem+json"),
+        SeatTaken,
         (status = 413, description = "The request body is larger than `max_body_bytes` (64 KiB by default).",
             body = Problem, content_type = "application/problem+json"),
         RateLimited,
-        (status = 502, description = "The game server could not be reached or timed out.",
-            body = Problem, content_type = "application/problem+json"),
+        JoinGameServerFault,
         Unavailable,
     )
 )]

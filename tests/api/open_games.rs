@@ -1,7 +1,7 @@
 use serde_json::Value;
 use sqlx::PgPool;
 
-use crate::helpers::{problem, spawn_app};
+use crate::helpers::{eventually, problem, spawn_app};
 
 #[sqlx::test(migrator = "matchmaker::startup::MIGRATOR")]
 async fn open_games_pages_oldest_first(db: PgPool) {
@@ -124,6 +124,12 @@ async fn open_games_filter_on_settings(db: PgPool) {
     .execute(&app.db)
     .await
     .unwrap();
+    // a write behind the service's back reaches its in-memory list by notification, a moment
+    // later (docs/design.md)
+    eventually("the changed settings reach the list", || async {
+        app.open_ids("quad", "?settings.mode=casual").await == vec![casual.clone()]
+    })
+    .await;
 
     assert_eq!(
         app.open_ids("quad", "").await,

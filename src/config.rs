@@ -21,6 +21,7 @@ use figment::{
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::domain::fleet::InstanceSpec;
 pub use crate::domain::{Expiry, Product};
 
 /// Lobby and matchmaking service for multiplayer web games.
@@ -176,6 +177,12 @@ pub struct Overrides {
     /// Games one player may have waiting for players at once; 0 = no limit [toml: max_open_games_per_player] [default: 3]
     #[arg(long, env = "MATCHMAKER_MAX_OPEN_GAMES_PER_PLAYER", global = true)]
     pub max_open_games_per_player: Option<u32>,
+    /// Time without a heartbeat after which a registered game-server instance is lost, in ms [toml: instance_timeout_ms] [default: 10000]
+    #[arg(long, env = "MATCHMAKER_INSTANCE_TIMEOUT_MS", global = true)]
+    pub instance_timeout_ms: Option<u64>,
+    /// How long a game-server instance that keeps failing gets no new games before a probe, in ms [toml: breaker_open_ms] [default: 5000]
+    #[arg(long, env = "MATCHMAKER_BREAKER_OPEN_MS", global = true)]
+    pub breaker_open_ms: Option<u64>,
     /// Log format, `text` or `json` [toml: log_format] [default: text]
     #[arg(long, env = "MATCHMAKER_LOG_FORMAT", global = true)]
     pub log_format: Option<String>,
@@ -260,6 +267,10 @@ pub struct Settings {
     pub rate_limit_ip_per_minute: u32,
     /// 0 = no limit.
     pub max_open_games_per_player: u32,
+    #[serde(rename = "instance_timeout_ms", deserialize_with = "rule::millis")]
+    pub instance_timeout: Duration,
+    #[serde(rename = "breaker_open_ms", deserialize_with = "rule::millis")]
+    pub breaker_open: Duration,
     /// The `[[games]]` tables; product ids are unique (checked after deserializing).
     #[serde(rename = "games", deserialize_with = "rule::products")]
     pub products: Vec<Product>,
@@ -293,6 +304,8 @@ header_read_timeout_ms = 10000
 rate_limit_player_per_minute = 0
 rate_limit_ip_per_minute = 0
 max_open_games_per_player = 3
+instance_timeout_ms = 10000
+breaker_open_ms = 5000
 
 [expiry]
 created = 60
@@ -355,14 +368,34 @@ struct ExpirySecs {
 struct Game {
     #[serde(deserialize_with = "rule::product_id")]
     product_id: String,
-    #[serde(deserialize_with = "rule::http_url")]
-    game_server_url: String,
-    #[serde(deserialize_with = "rule::non_empty")]
-    game_socket_url: String,
+    /// With `game_socket_url`: the product's single game server (a fleet of one).
+    #[serde(default, deserialize_with = "rule::optional_http_url")]
+    game_server_url: Option<String>,
+    #[serde(default, deserialize_with = "rule::optional_non_empty")]
+    game_socket_url: Option<String>,
+    /// Or a fleet (docs/fleets.md); neither: instances register themselves.
+    #[serde(default)]
+    servers: Vec<Server>,
     #[serde(default)]
     settings: GameSettings,
     #[serde(default, deserialize_with = "rule::event_key")]
     event_key: Option<String>,
+}
+
+/// One `[[games.servers]]` table: a configured instance.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Server {
+    #[serde(deserialize_with = "rule::instance_id")]
+    id: String,
+    #[serde(deserialize_with = "rule::http_url")]
+    url: String,
+    #[serde(deserialize_with = "rule::non_empty")]
+    socket_url: String,
+    #[serde(deserialize_with = "rule::between::<1, 1_000_000, _, _>")]
+    capacity: u32,
+    #[serde(default, deserialize_with = "rule::region")]
+    region: Option<String>,
 }
 
 /// A game's `settings`: free-form, passed to the game server as written; the matchmaker reads
@@ -375,8 +408,11 @@ struct GameSettings {
     rest: Map<String, Value>,
 }
 
-impl From<Game> for Product {
-    fn from(game: Game) -> Self {
+impl TryFrom<Game> for Product {
+    type Error = String;
+
+    /// The instances: the single game server, or `servers`, never both.
+    fn try_from(game: Game) -> Result<Self, String> {
         let GameSettings {
             num_players,
             rest: mut settings,
@@ -384,14 +420,52 @@ impl From<Game> for Product {
         if let Some(n) = num_players {
             settings.insert("num_players".into(), n.into());
         }
-        Product {
+        let (single, servers) = match (game.game_server_url, game.game_socket_url) {
+            (Some(url), Some(socket_url)) if game.servers.is_empty() => {
+                (Some((url, socket_url)), Vec::new())
+            }
+            (None, None) => {
+                let mut ids = HashSet::new();
+                for s in &game.servers {
+                    if !ids.insert(s.id.as_str()) {
+                        return Err(format!("servers: duplicate instance id {:?}", s.id));
+                    }
+                }
+                let servers = game
+                    .servers
+                    .into_iter()
+                    .map(|s| InstanceSpec {
+                        id: s.id,
+                        url: s.url,
+                        socket_url: s.socket_url,
+                        capacity: Some(s.capacity),
+                        region: s.region,
+                    })
+                    .collect();
+                (None, servers)
+            }
+            (Some(_), Some(_)) => {
+                return Err(
+                    "give either game_server_url and game_socket_url (one game server) or [[games.servers]], not both"
+                        .into(),
+                );
+            }
+            _ => {
+                return Err(
+                    "game_server_url and game_socket_url go together: give both or neither".into(),
+                );
+            }
+        };
+        let (game_server_url, game_socket_url) = single.unwrap_or_default();
+        Ok(Product {
             product_id: game.product_id,
-            game_server_url: game.game_server_url,
-            game_socket_url: game.game_socket_url,
+            game_server_url,
+            game_socket_url,
+            servers,
             settings,
             num_players: num_players.unwrap_or(2),
             event_key: game.event_key,
-        }
+        })
     }
 }
 
@@ -731,7 +805,39 @@ mod rule {
 
     pub fn products<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Product>, D::Error> {
         let games = Vec::<Game>::deserialize(d)?;
-        Ok(games.into_iter().map(Product::from).collect())
+        games
+            .into_iter()
+            .enumerate()
+            .map(|(i, g)| {
+                Product::try_from(g).map_err(|e| D::Error::custom(format!("games[{i}]: {e}")))
+            })
+            .collect()
+    }
+
+    pub fn instance_id<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+        let id = String::deserialize(d)?;
+        if !crate::domain::fleet::valid_instance_id(&id) {
+            return Err(D::Error::custom(format!(
+                "{id:?} must be 1-100 characters of letters, digits, '-', '_' or '.'"
+            )));
+        }
+        Ok(id)
+    }
+
+    pub fn region<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        let region = Option::<String>::deserialize(d)?;
+        if let Some(r) = &region {
+            crate::domain::fleet::check_region(r).map_err(D::Error::custom)?;
+        }
+        Ok(region)
+    }
+
+    pub fn optional_http_url<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        http_url(d).map(Some)
+    }
+
+    pub fn optional_non_empty<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        non_empty(d).map(Some)
     }
 
     pub fn product_id<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {

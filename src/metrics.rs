@@ -17,7 +17,10 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use crate::domain::GameState;
+use crate::domain::{
+    GameState,
+    fleet::{Instance, InstanceState},
+};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HttpLabels {
@@ -45,6 +48,14 @@ pub struct CallLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct InstanceCallLabels {
+    pub product: String,
+    /// The game-server instance (not `instance`: Prometheus' own label, the scraped process).
+    pub game_server: String,
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CallKindLabels {
     pub product: String,
     pub call: &'static str,
@@ -60,6 +71,13 @@ pub struct EventLabels {
 pub struct GameLabels {
     pub product: String,
     pub state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct InstanceLabels {
+    pub product: String,
+    /// Named so as not to clash with Prometheus' own `instance` (the scraped process).
+    pub game_server: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -88,6 +106,7 @@ pub struct Metrics {
     pub http_duration: Family<RouteLabels, Histogram, fn() -> Histogram>,
     pub lobby_operations: Family<OutcomeLabels, Counter>,
     pub game_server_calls: Family<CallLabels, Counter>,
+    pub instance_calls: Family<InstanceCallLabels, Counter>,
     pub game_server_duration: Family<CallKindLabels, Histogram, fn() -> Histogram>,
     pub events: Family<EventLabels, Counter>,
     pub stream_lag: Family<StreamLabels, Gauge<f64, AtomicU64>>,
@@ -97,6 +116,10 @@ pub struct Metrics {
     pub lobby_cache_in_sync: Gauge,
     pub reaper: Family<ReapLabels, Counter>,
     pub games: Family<GameLabels, Gauge>,
+    pub instance_games: Family<InstanceLabels, Gauge>,
+    pub instance_capacity: Family<InstanceLabels, Gauge>,
+    pub instance_healthy: Family<InstanceLabels, Gauge>,
+    pub instance_draining: Family<InstanceLabels, Gauge>,
     pub outbox_pending: Gauge,
     pub outbox_oldest_seconds: Gauge<f64, AtomicU64>,
     pub db_pool_connections: Gauge,
@@ -117,6 +140,7 @@ impl Metrics {
             http_duration: Family::new_with_constructor(latency),
             lobby_operations: Family::default(),
             game_server_calls: Family::default(),
+            instance_calls: Family::default(),
             game_server_duration: Family::new_with_constructor(latency),
             events: Family::default(),
             stream_lag: Family::default(),
@@ -127,6 +151,10 @@ impl Metrics {
             lobby_cache_in_sync: Gauge::default(),
             reaper: Family::default(),
             games: Family::default(),
+            instance_games: Family::default(),
+            instance_capacity: Family::default(),
+            instance_healthy: Family::default(),
+            instance_draining: Family::default(),
             outbox_pending: Gauge::default(),
             outbox_oldest_seconds: Gauge::default(),
             db_pool_connections: Gauge::default(),
@@ -201,6 +229,31 @@ impl Metrics {
             m.games.clone(),
         );
         registry.register(
+            "game_server_instance_calls",
+            "Calls to each game-server instance by outcome (ok, refused, unreachable, bad_answer)",
+            m.instance_calls.clone(),
+        );
+        registry.register(
+            "game_server_instance_games",
+            "Games each game-server instance holds, creates in flight included (read at scrape time)",
+            m.instance_games.clone(),
+        );
+        registry.register(
+            "game_server_instance_capacity",
+            "Games each game-server instance takes at once (no series: no limit)",
+            m.instance_capacity.clone(),
+        );
+        registry.register(
+            "game_server_instance_healthy",
+            "1 while calls to the instance go through (its breaker, in this process, is closed) and it is not lost",
+            m.instance_healthy.clone(),
+        );
+        registry.register(
+            "game_server_instance_draining",
+            "1 while the instance is draining (takes no new games)",
+            m.instance_draining.clone(),
+        );
+        registry.register(
             "outbox_pending",
             "Game-server calls owed and not given up",
             m.outbox_pending.clone(),
@@ -251,6 +304,39 @@ impl Metrics {
     }
 
     /// Sets the games gauge: zero for every configured product and state, then the counts.
+    /// The instances' gauges, replaced by what was just read (lost instances are left out).
+    pub fn set_instances(&self, instances: &[(String, Instance)]) {
+        for family in [
+            &self.instance_games,
+            &self.instance_capacity,
+            &self.instance_healthy,
+            &self.instance_draining,
+        ] {
+            family.clear();
+        }
+        for (product, i) in instances {
+            if i.state == InstanceState::Lost {
+                continue;
+            }
+            let labels = InstanceLabels {
+                product: product.clone(),
+                game_server: i.id.clone(),
+            };
+            self.instance_games.get_or_create(&labels).set(i.games);
+            if let Some(c) = i.capacity {
+                self.instance_capacity
+                    .get_or_create(&labels)
+                    .set(i64::from(c));
+            }
+            self.instance_healthy
+                .get_or_create(&labels)
+                .set(i64::from(i.healthy));
+            self.instance_draining
+                .get_or_create(&labels)
+                .set(i64::from(i.state == InstanceState::Draining));
+        }
+    }
+
     pub fn set_games<'a>(
         &self,
         products: impl Iterator<Item = &'a str>,

@@ -66,7 +66,11 @@ impl Application {
     pub fn build(settings: Settings, db: PgPool, listener: TcpListener) -> anyhow::Result<Self> {
         let metrics = Arc::new(Metrics::new());
         let products = Products::new(&settings.products);
-        let game_servers = GameServerClient::new(settings.game_server_timeout, metrics.clone())?;
+        let game_servers = GameServerClient::new(
+            settings.game_server_timeout,
+            settings.breaker_open,
+            metrics.clone(),
+        )?;
         let read_model = Arc::new(ReadModel::new(settings.lobby_cache));
         let lobby = Lobby::new(
             db.clone(),
@@ -78,6 +82,7 @@ impl Application {
                 page_size: settings.lobby_page_size,
                 max_page_size: settings.lobby_max_page_size,
                 game_server_timeout: settings.game_server_timeout,
+                instance_timeout: settings.instance_timeout,
             },
             read_model,
         );
@@ -133,6 +138,7 @@ impl Application {
             db: self.db.clone(),
             expiry: self.settings.expiry,
             reservation_timeout: self.settings.reservation_timeout,
+            instance_timeout: self.settings.instance_timeout,
             interval: self.settings.reaper_interval,
             metrics: self.metrics.clone(),
             rate_limits: self.rate_limits.clone(),

@@ -13,6 +13,12 @@ pub enum LobbyError {
     /// A settings filter out of bounds; the text says which bound.
     #[error("bad settings filter: {0}")]
     BadFilter(String),
+    /// A region label out of bounds.
+    #[error("invalid region: {0}")]
+    InvalidRegion(String),
+    /// A registration's body; the text names the field.
+    #[error("invalid instance: {0}")]
+    InvalidInstance(String),
 
     // No such thing.
     /// The game of a status request.
@@ -23,6 +29,15 @@ pub enum LobbyError {
     JoinTargetNotFound { game_id: String, product_id: String },
     #[error("no game with join code {code}")]
     CodeNotFound { code: String, product_id: String },
+    /// A game-server instance that is not registered (or was lost).
+    #[error("instance {instance_id} not registered")]
+    InstanceNotFound {
+        instance_id: String,
+        product_id: String,
+    },
+    /// An instance from the configuration cannot be changed over HTTP.
+    #[error("instance {instance_id} is configured")]
+    InstanceConfigured { instance_id: String },
 
     // The game or the player is not in a state that allows it.
     #[error("game is {0}, not creator_joined")]
@@ -61,6 +76,13 @@ pub enum LobbyError {
     /// The game server answered after the reaper had given up on the create.
     #[error("the game server answered too late")]
     AnsweredTooLate,
+    /// No instance of the product (in the region asked for) can take a new game.
+    #[error("no game server for a new game: {why:?}")]
+    NoGameServer {
+        product_id: String,
+        region: Option<String>,
+        why: NoGameServer,
+    },
 
     // This service.
     #[error("the live lobby is not connected")]
@@ -74,6 +96,15 @@ pub enum LobbyError {
     SaveFailed,
     #[error("internal error")]
     Internal,
+}
+
+/// Why no instance could take a new game.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoGameServer {
+    /// None is up (registered and heartbeating, or configured, not draining, breaker closed).
+    NoneUp,
+    /// Every one that is up holds as many games as its capacity.
+    Full,
 }
 
 /// A failed exchange with a game server, as the client is told.

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::LobbyError;
+use super::{LobbyError, Product, fleet::Placement};
 
 /// Lifecycle of a game. Declared in order: a game only moves to the next one.
 #[derive(
@@ -74,9 +74,25 @@ pub struct Game {
     pub join_code: Option<String>,
     /// Players whose seat the game server confirmed: creator first, then joiners in join order.
     pub players: Vec<String>,
+    /// The instance incarnation the game is placed on (`None`: older than fleets).
+    pub server_key: Option<Uuid>,
+    pub instance_id: Option<String>,
+    pub server_url: Option<String>,
+    pub socket_url: Option<String>,
 }
 
 impl Game {
+    /// Where the game's calls go and its players connect (see [`Placement::resolve`]).
+    pub fn placement(&self, product: &Product) -> Placement {
+        Placement::resolve(
+            product,
+            self.server_key,
+            self.instance_id.clone(),
+            self.server_url.clone(),
+            self.socket_url.clone(),
+        )
+    }
+
     /// Whether the game is in the open-games list: its creator is connected, a seat is free and
     /// it is not private. The SQL side of the same rule is the `games_open_idx` index and the
     /// lobby trigger (migrations); `store::games::open_page` selects by it.

@@ -3,12 +3,13 @@
 
 mod error;
 mod filter;
+pub mod fleet;
 mod game;
 pub mod join_code;
 mod player;
 mod product;
 
-pub use error::{GameServerFault, LobbyError, LobbyResult};
+pub use error::{GameServerFault, LobbyError, LobbyResult, NoGameServer};
 pub use filter::{MAX_FILTERS, SettingsFilter, contains};
 pub use game::{Game, GameRef, GameState, game_id_text, legacy_time};
 pub use player::Player;

@@ -4,16 +4,22 @@ use std::{collections::HashMap, fmt, sync::Arc, time::Duration};
 
 use serde_json::{Map, Value};
 
-use super::GameState;
+use super::{
+    GameState,
+    fleet::{DEFAULT_INSTANCE, InstanceSpec},
+};
 
 /// A game title registered with the matchmaker.
 #[derive(Clone)]
 pub struct Product {
     pub product_id: String,
-    /// Base URL of the game server; calls go to `{game_server_url}/{call}`.
+    /// Base URL of the product's single game server (its fleet of one); empty when the product
+    /// lists `[[games.servers]]` or relies on registration.
     pub game_server_url: String,
-    /// Where players connect; returned to clients as `target_game_server`.
+    /// Where players connect to that server (`target_game_server`).
     pub game_socket_url: String,
+    /// `[[games.servers]]`: the configured instances (see [`Product::instances`]).
+    pub servers: Vec<InstanceSpec>,
     pub settings: Map<String, Value>,
     /// Seats per game (`settings.num_players`, default 2).
     pub num_players: i32,
@@ -27,9 +33,27 @@ impl fmt::Debug for Product {
             .field("product_id", &self.product_id)
             .field("game_server_url", &self.game_server_url)
             .field("game_socket_url", &self.game_socket_url)
+            .field("servers", &self.servers)
             .field("num_players", &self.num_players)
             .field("event_key", &self.event_key.as_ref().map(|_| "<redacted>"))
             .finish()
+    }
+}
+
+impl Product {
+    /// The configured instances: the single `game_server_url` as a fleet of one (instance
+    /// `default`, no capacity limit), or else `[[games.servers]]`.
+    pub fn instances(&self) -> Vec<InstanceSpec> {
+        if self.game_server_url.is_empty() {
+            return self.servers.clone();
+        }
+        vec![InstanceSpec {
+            id: DEFAULT_INSTANCE.into(),
+            url: self.game_server_url.clone(),
+            socket_url: self.game_socket_url.clone(),
+            capacity: None,
+            region: None,
+        }]
     }
 }
 

@@ -1,16 +1,20 @@
-//! HTTP adapter for game servers: `POST {game_server_url}/{call}` with JSON (docs/lifecycle.md,
-//! "Who owes which call").
+//! HTTP adapter for game servers: `POST {url}/{call}` with JSON to the instance a game is
+//! placed on (docs/lifecycle.md, "Who owes which call"; docs/fleets.md).
 //!
 //! Outcomes are typed: a refusal (non-2xx) is the game server's decision; unreachable and bad
-//! answers are faults of the exchange.
+//! answers are faults of the exchange. Faults feed each instance's circuit breaker.
+
+mod breaker;
 
 use std::{sync::Arc, time::Duration};
 
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
+pub use breaker::Breakers;
+
 use crate::{
-    domain::{GameServerFault, Product},
-    metrics::{CallKindLabels, CallLabels, Metrics},
+    domain::{GameServerFault, fleet::Placement},
+    metrics::{CallKindLabels, CallLabels, InstanceCallLabels, Metrics},
 };
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -34,6 +38,15 @@ impl GameServerError {
     pub fn is_transient(&self) -> bool {
         match self {
             Self::Refused { status, .. } => *status >= 500 || *status == 429,
+            Self::NotConnected(_) | Self::Unreachable(_) | Self::BadAnswer(_) => true,
+        }
+    }
+
+    /// A failure that says the instance is unwell rather than that it decided something: no
+    /// connection, no timely or usable answer, a 5xx. These open its breaker.
+    pub fn is_fault(&self) -> bool {
+        match self {
+            Self::Refused { status, .. } => *status >= 500,
             Self::NotConnected(_) | Self::Unreachable(_) | Self::BadAnswer(_) => true,
         }
     }
@@ -93,54 +106,71 @@ struct Refusal {
     message: Option<String>,
 }
 
+/// Where a call goes: a product's instance.
+#[derive(Debug, Clone, Copy)]
+pub struct Target<'a> {
+    pub product_id: &'a str,
+    pub at: &'a Placement,
+}
+
 /// One shared reqwest client (connection pool) for every game server.
 #[derive(Clone)]
 pub struct GameServerClient {
     http: reqwest::Client,
     metrics: Arc<Metrics>,
+    breakers: Arc<Breakers>,
 }
 
 impl GameServerClient {
-    pub fn new(timeout: Duration, metrics: Arc<Metrics>) -> reqwest::Result<Self> {
+    pub fn new(
+        timeout: Duration,
+        breaker_open: Duration,
+        metrics: Arc<Metrics>,
+    ) -> reqwest::Result<Self> {
         let http = reqwest::Client::builder()
             .connect_timeout(timeout.min(Duration::from_secs(2)))
             .timeout(timeout)
             .pool_idle_timeout(Duration::from_secs(30))
             .build()?;
-        Ok(Self { http, metrics })
+        Ok(Self {
+            http,
+            metrics,
+            breakers: Arc::new(Breakers::new(breaker_open)),
+        })
+    }
+
+    /// This process's view of each instance's health.
+    pub fn breakers(&self) -> &Breakers {
+        &self.breakers
     }
 
     /// `create_game`: returns the game token.
     pub async fn create_game(
         &self,
-        product: &Product,
+        to: Target<'_>,
         game_id: &str,
         user_id: &str,
         username: &str,
     ) -> Result<String, GameServerError> {
-        self.seat_call(product, "create_game", game_id, user_id, username)
+        self.seat_call(to, "create_game", game_id, user_id, username)
             .await
     }
 
     /// `join_game`: returns the game token.
     pub async fn join_game(
         &self,
-        product: &Product,
+        to: Target<'_>,
         game_id: &str,
         user_id: &str,
         username: &str,
     ) -> Result<String, GameServerError> {
-        self.seat_call(product, "join_game", game_id, user_id, username)
+        self.seat_call(to, "join_game", game_id, user_id, username)
             .await
     }
 
     /// `remove_game`; a game already gone answers 200 too.
-    pub async fn remove_game(
-        &self,
-        product: &Product,
-        game_id: &str,
-    ) -> Result<(), GameServerError> {
-        self.post::<serde_json::Value>(product, "remove_game", &RemoveGameCall { game_id })
+    pub async fn remove_game(&self, to: Target<'_>, game_id: &str) -> Result<(), GameServerError> {
+        self.post::<serde_json::Value>(to, "remove_game", &RemoveGameCall { game_id })
             .await
             .map(drop)
     }
@@ -148,16 +178,12 @@ impl GameServerClient {
     /// `remove_player`; 404 (player not in the game) counts as done.
     pub async fn remove_player(
         &self,
-        product: &Product,
+        to: Target<'_>,
         game_id: &str,
         user_id: &str,
     ) -> Result<(), GameServerError> {
         match self
-            .post::<serde_json::Value>(
-                product,
-                "remove_player",
-                &RemovePlayerCall { game_id, user_id },
-            )
+            .post::<serde_json::Value>(to, "remove_player", &RemovePlayerCall { game_id, user_id })
             .await
         {
             Ok(_) | Err(GameServerError::Refused { status: 404, .. }) => Ok(()),
@@ -167,7 +193,7 @@ impl GameServerClient {
 
     async fn seat_call(
         &self,
-        product: &Product,
+        to: Target<'_>,
         call: &'static str,
         game_id: &str,
         user_id: &str,
@@ -178,7 +204,7 @@ impl GameServerClient {
             user_id,
             username,
         };
-        let answer: TokenAnswer = self.post(product, call, &body).await?;
+        let answer: TokenAnswer = self.post(to, call, &body).await?;
         match answer.game_token {
             Some(token) if !token.is_empty() => Ok(token),
             _ => Err(GameServerError::BadAnswer(format!(
@@ -187,15 +213,22 @@ impl GameServerClient {
         }
     }
 
-    /// One call, counted and timed by product, call and outcome.
+    /// One call, counted and timed by product, instance, call and outcome; its outcome feeds
+    /// the instance's breaker.
     async fn post<T: DeserializeOwned>(
         &self,
-        product: &Product,
+        to: Target<'_>,
         call: &'static str,
         body: &impl Serialize,
     ) -> Result<T, GameServerError> {
         let started = std::time::Instant::now();
-        let result = self.exchange(&product.game_server_url, call, body).await;
+        let result = self.exchange(&to.at.url, call, body).await;
+        if let Some(key) = to.at.server_key {
+            self.breakers.record(
+                key,
+                result.as_ref().err().is_some_and(GameServerError::is_fault),
+            );
+        }
         let outcome = match &result {
             Ok(_) => "ok",
             Err(GameServerError::Refused { status: 404, .. }) if call == "remove_player" => "ok",
@@ -205,12 +238,20 @@ impl GameServerClient {
             }
             Err(GameServerError::BadAnswer(_)) => "bad_answer",
         };
-        let product_id = product.product_id.clone();
+        let product_id = to.product_id.to_string();
         self.metrics
             .game_server_calls
             .get_or_create(&CallLabels {
                 product: product_id.clone(),
                 call,
+                outcome,
+            })
+            .inc();
+        self.metrics
+            .instance_calls
+            .get_or_create(&InstanceCallLabels {
+                product: product_id.clone(),
+                game_server: to.at.instance_id.clone(),
                 outcome,
             })
             .inc();

@@ -133,10 +133,11 @@ fn rfc3339<S: serde::Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::O
 
 impl FullGame {
     pub fn of(game: Game, product: &Product) -> Self {
+        let at = game.placement(product);
         FullGame {
             game_id: game_id_text(game.game_id),
             product_id: game.product_id,
-            game_server_url: product.game_server_url.clone(),
+            game_server_url: at.url,
             creator_id: game.creator_id,
             creator_name: game.creator_name,
             players: game.players,
@@ -144,7 +145,7 @@ impl FullGame {
             token: game.token,
             state: game.state,
             last_updated: legacy_time(game.updated_at),
-            target_game_server: Some(product.game_socket_url.clone()),
+            target_game_server: Some(at.socket_url),
             join_code: game.join_code,
         }
     }
@@ -155,8 +156,8 @@ impl PartialGame {
         PartialGame {
             game_id: game_id_text(game.game_id),
             free_seats: game.free_seats(),
+            game_server_url: game.placement(product).url,
             product_id: game.product_id,
-            game_server_url: product.game_server_url.clone(),
             creator_id: game.creator_id,
             creator_name: game.creator_name,
             players: game.players,

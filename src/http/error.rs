@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 
 use crate::{
     auth::AuthError,
-    domain::{GameServerFault, LobbyError, join_code},
+    domain::{GameServerFault, LobbyError, NoGameServer, join_code},
 };
 
 pub const NOT_AUTHORIZED: &str = "Game Lobby: Not authorized.";
@@ -81,6 +81,17 @@ pub struct JoinGameServerFault(#[to_schema] Problem);
 #[allow(dead_code)] // documentation only
 pub struct Unavailable(#[to_schema] Problem);
 
+/// The database is unavailable, or no game-server instance (of the region asked for) is up or
+/// has room for a new game; retry after `Retry-After`.
+#[derive(utoipa::IntoResponses)]
+#[response(
+    status = 503,
+    content_type = "application/problem+json",
+    headers(("Retry-After" = u64, description = "Seconds to wait before retrying."))
+)]
+#[allow(dead_code)] // documentation only
+pub struct NoGameServerUp(#[to_schema] Problem);
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
     pub status: StatusCode,
@@ -133,6 +144,23 @@ impl From<LobbyError> for ApiError {
                 join_code::ALPHABET
             )),
             E::BadFilter(detail) => Self::bad_request(detail),
+            E::InvalidRegion(detail) => Self::bad_request(format!("Game Lobby: Invalid region - {detail}.")),
+            E::InvalidInstance(detail) => Self::bad_request(format!("Invalid instance: {detail}.")),
+            E::InstanceNotFound {
+                instance_id,
+                product_id,
+            } => Self::new(
+                S::NOT_FOUND,
+                format!(
+                    "No game-server instance {instance_id:?} of product {product_id} is registered (or it was lost): register it again."
+                ),
+            ),
+            E::InstanceConfigured { instance_id } => Self::new(
+                S::CONFLICT,
+                format!(
+                    "Instance {instance_id:?} is in the matchmaker's configuration: change it there."
+                ),
+            ),
             E::GameNotFound {
                 game_id,
                 product_id,
@@ -221,6 +249,22 @@ impl From<LobbyError> for ApiError {
                 S::BAD_GATEWAY,
                 "Game Lobby: The game server answered too late. Please try again.",
             ),
+            E::NoGameServer {
+                product_id,
+                region,
+                why,
+            } => {
+                let place = region.map_or_else(String::new, |r| format!(" in region {r}"));
+                let detail = match why {
+                    NoGameServer::NoneUp => format!(
+                        "Game Lobby: No game server of product {product_id}{place} is up. Please try again shortly."
+                    ),
+                    NoGameServer::Full => format!(
+                        "Game Lobby: Every game server of product {product_id}{place} is full. Please try again shortly."
+                    ),
+                };
+                Self::new(S::SERVICE_UNAVAILABLE, detail).retry_after(5)
+            }
             E::LiveUnavailable => Self::new(
                 S::SERVICE_UNAVAILABLE,
                 "Game Lobby: The live lobby is temporarily unavailable. Please retry shortly.",

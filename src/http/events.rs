@@ -1,12 +1,7 @@
 //! Game-server events over HTTP (the alternative to the Redis stream): the same fields, the same
 //! code path, authorised by the product's `event_key`.
 
-use axum::{
-    Json,
-    body::Bytes,
-    extract::State,
-    http::{HeaderMap, StatusCode},
-};
+use axum::{Json, body::Bytes, extract::State, http::HeaderMap};
 use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
@@ -14,7 +9,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
     error::{ApiError, ApiResult, Problem},
-    extract::{ProductRef, authorization},
+    extract::{ProductRef, game_server_key},
     state::AppState,
 };
 use crate::{
@@ -93,24 +88,7 @@ async fn post_events(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Json<EventResults>> {
-    let Some(expected) = &product.event_key else {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "Event intake over HTTP is off for this product (no event_key configured).",
-        ));
-    };
-    // A repeated header presents no key.
-    let presented = authorization(&headers)
-        .ok()
-        .flatten()
-        .and_then(|v| std::str::from_utf8(v).ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    if !presented.is_some_and(|p| constant_time_eq(p.as_bytes(), expected.as_bytes())) {
-        return Err(ApiError::unauthorized(
-            "Game server not authorized: send `Authorization: Bearer <event_key>`.",
-        ));
-    }
+    game_server_key(&product, &headers)?;
 
     let body: Value = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("The body is not JSON: {e}.")))?;
@@ -192,9 +170,4 @@ fn flatten(item: Value, product_id: &str) -> Result<RawEvent, String> {
         Some(_) => {}
     }
     Ok(raw)
-}
-
-/// Compares secrets without leaking, through timing, how much of them matched.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

@@ -19,7 +19,7 @@ use super::{
 };
 use crate::{
     auth::AuthError,
-    domain::{Player, Product},
+    domain::{LobbyError, Player, Product},
 };
 
 /// The calling player, from the `Authorization` header.
@@ -241,4 +241,66 @@ mod tests {
         }
         assert!(paging(Some("-3")).unwrap_err().detail.contains("negative"));
     }
+}
+
+/// The region a create or quick match asks for (docs/fleets.md): `region` in a JSON object
+/// body, or `?region=`; both may be given only if they agree.
+pub fn region(body: &[u8], query: Option<&str>) -> ApiResult<Option<String>> {
+    let invalid = |detail: &str| ApiError::from(LobbyError::InvalidRegion(detail.into()));
+    let from_body = match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(serde_json::Value::Object(fields)) => match fields.get("region") {
+            None | Some(serde_json::Value::Null) => None,
+            Some(serde_json::Value::String(r)) => Some(r.clone()),
+            Some(_) => return Err(invalid("\"region\" must be a string")),
+        },
+        _ => None,
+    };
+    let mut from_query = None;
+    for (k, v) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        if k == "region" {
+            if from_query.is_some() {
+                return Err(invalid("give ?region= once"));
+            }
+            from_query = Some(v.into_owned());
+        }
+    }
+    let region = match (from_body, from_query) {
+        (Some(b), Some(q)) if b != q => {
+            return Err(invalid("the body's region and ?region= differ"));
+        }
+        (b, q) => b.or(q),
+    };
+    if let Some(r) = &region {
+        crate::domain::fleet::check_region(r)?;
+    }
+    Ok(region)
+}
+
+/// Checks that a game server presents the product's `event_key` as `Authorization: Bearer`
+/// (the event and instance routes, docs/api.md).
+pub fn game_server_key(product: &Product, headers: &HeaderMap) -> ApiResult<()> {
+    let Some(expected) = &product.event_key else {
+        return Err(ApiError::new(
+            axum::http::StatusCode::FORBIDDEN,
+            "Game-server routes are off for this product (no event_key configured).",
+        ));
+    };
+    // A repeated header presents no key.
+    let presented = authorization(headers)
+        .ok()
+        .flatten()
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    if !presented.is_some_and(|p| constant_time_eq(p.as_bytes(), expected.as_bytes())) {
+        return Err(ApiError::unauthorized(
+            "Game server not authorized: send `Authorization: Bearer <event_key>`.",
+        ));
+    }
+    Ok(())
+}
+
+/// Compares without an early exit, so timing does not reveal how much of a key was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

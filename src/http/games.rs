@@ -1,15 +1,22 @@
 //! The player's own games, beyond the old contract (docs/lobby-features.md): status, leave,
 //! quick match, join by code. Same order of checks: product, then token, then the rest.
 
-use axum::{Json, extract::State, http::HeaderMap, response::Response};
+use axum::{
+    Json,
+    body::Bytes,
+    extract::{RawQuery, State},
+    http::HeaderMap,
+    response::Response,
+};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
     dto::{FullGame, GameView, Left, PartialGame, QuickMatch},
     error::{
-        ApiResult, JoinGameServerFault, Problem, RateLimited, SeatTaken, Unauthorized, Unavailable,
+        ApiResult, JoinGameServerFault, NoGameServerUp, Problem, RateLimited, SeatTaken,
+        Unauthorized, Unavailable,
     },
-    extract::{Caller, ClientIp, LastSegment, ProductRef, idempotency_key},
+    extract::{Caller, ClientIp, LastSegment, ProductRef, idempotency_key, region},
     lobby::once,
     state::AppState,
 };
@@ -131,7 +138,9 @@ async fn leave_game(
         ("product_id" = String, Path, description = "Product (game title) id.", example = "exrps"),
         ("Idempotency-Key" = Option<String>, Header, description = "Optional, 1 to 255 visible ASCII characters. A retry with the same key by the same player within a day answers the first result again (with `Idempotent-Replayed: true`).",
             example = "5f1c8e0a-quick-1"),
+        ("region" = Option<String>, Query, description = "Create the game, if one is created, only on game-server instances of this region (a JSON body `{\"region\": ...}` does the same).", example = "eu"),
     ),
+    request_body(content = RegionBody, description = "Optional."),
     security(("player_token" = [])),
     responses(
         (status = 200, description = "The game (full, with `target_game_server`) and `outcome`: `joined`, `created` or `already_seated`.",
@@ -146,7 +155,7 @@ async fn leave_game(
         RateLimited,
         (status = 502, description = "The game server could not be reached, timed out, or gave an unusable answer.",
             body = Problem, content_type = "application/problem+json"),
-        Unavailable,
+        NoGameServerUp,
     )
 )]
 async fn quick_match(
@@ -154,24 +163,40 @@ async fn quick_match(
     ProductRef(product): ProductRef,
     Caller(player): Caller,
     ClientIp(ip): ClientIp,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
+    body: Bytes,
 ) -> ApiResult<Response> {
     state.rate_limits.check(&player.user_id, ip)?;
     let key = idempotency_key(&headers)?;
+    let region = region(&body, query.as_deref())?;
     let req = idempotency::Request {
         product: &product,
         player: &player,
         key,
         operation: "quick_match",
-        request: String::new(),
+        request: region
+            .as_ref()
+            .map_or_else(String::new, |r| format!("region={r}")),
     };
     // The quick match runs in its own task: it finishes even if the client goes away, so no
     // reservation is left behind.
     once(&state, req, |lobby, product, player| async move {
-        let (game, outcome) = lobby.quick_match(&product, &player).await?;
+        let (game, outcome) = lobby
+            .quick_match(&product, &player, region.as_deref())
+            .await?;
         Ok(QuickMatch::of(game, outcome, &product))
     })
     .await
+}
+
+/// A quick match's optional body.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // documentation only: read by `extract::region`
+struct RegionBody {
+    /// Create the game, if one is created, only on game-server instances of this region.
+    #[schema(example = "eu")]
+    region: Option<String>,
 }
 
 /// Join a game by its code.

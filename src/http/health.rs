@@ -48,6 +48,10 @@ async fn metrics(State(state): State<AppState>) -> axum::response::Response {
             tracing::warn!(error = %e, "metrics: games not counted");
         }
     }
+    match lobby.all_instances().await {
+        Ok(instances) => state.metrics.set_instances(&instances),
+        Err(e) => tracing::warn!(error = %e, "metrics: instances not read"),
+    }
     let (open, idle) = lobby.pool_usage();
     state.metrics.db_pool_connections.set(i64::from(open));
     state.metrics.db_pool_idle.set(idle as i64);

@@ -16,12 +16,12 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use super::{
     dto::{FullGame, PartialGame},
     error::{
-        ApiError, ApiResult, JoinGameServerFault, Problem, RateLimited, SeatTaken, Unauthorized,
-        Unavailable,
+        ApiError, ApiResult, JoinGameServerFault, NoGameServerUp, Problem, RateLimited, SeatTaken,
+        Unauthorized, Unavailable,
     },
     extract::{
         Caller, ClientIp, LastSegment, ProductRef, ProductSegment, REPLAYED, idempotency_key,
-        paging, percent_decode,
+        paging, percent_decode, region,
     },
     state::AppState,
 };
@@ -75,6 +75,9 @@ struct CreateGameBody {
     /// `true`: the game is not listed nor quick-matched, and the answer carries a `join_code`
     /// others join it with. Default `false`.
     private: Option<bool>,
+    /// Place the game only on game-server instances of this region (docs/fleets.md).
+    #[schema(example = "eu")]
+    region: Option<String>,
 }
 
 /// Whether the body asks for a private game. Anything that is not a JSON object is ignored, as
@@ -106,8 +109,9 @@ fn create_options(body: &[u8]) -> ApiResult<bool> {
         ("product_id" = String, Path, description = "Product (game title) id.", example = "exrps"),
         ("Idempotency-Key" = Option<String>, Header, description = "Optional, 1 to 255 visible ASCII characters. A retry with the same key by the same player within a day answers the first game again (with `Idempotent-Replayed: true`) instead of creating another.",
             example = "5f1c8e0a-create-1"),
+        ("region" = Option<String>, Query, description = "Place the game only on game-server instances of this region (the body's `region` does the same).", example = "eu"),
     ),
-    request_body(content = CreateGameBody, description = "Optional. Only `private` is read; anything else (the portal sends `{\"game_type\":0,\"num_players\":2,\"creater_id\":...}`) is ignored.",
+    request_body(content = CreateGameBody, description = "Optional. Only `private` and `region` are read; anything else (the portal sends `{\"game_type\":0,\"num_players\":2,\"creater_id\":...}`) is ignored.",
         examples(
             ("public" = (summary = "What the portal sends: a public game", value = json!({"game_type": 0, "num_players": 2}))),
             ("private" = (summary = "A private game with a join code", value = json!({"private": true}))),
@@ -129,7 +133,7 @@ fn create_options(body: &[u8]) -> ApiResult<bool> {
             body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "The game server could not be reached, timed out, or answered without a `gameToken`; or `Game Lobby: The game server answered too late. Please try again.`",
             body = Problem, content_type = "application/problem+json"),
-        Unavailable,
+        NoGameServerUp,
     )
 )]
 async fn create_game(
@@ -137,23 +141,30 @@ async fn create_game(
     ProductRef(product): ProductRef,
     Caller(player): Caller,
     ClientIp(ip): ClientIp,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
     state.rate_limits.check(&player.user_id, ip)?;
     let key = idempotency_key(&headers)?;
     let private = create_options(&body)?;
+    let region = region(&body, query.as_deref())?;
     let req = idempotency::Request {
         product: &product,
         player: &player,
         key,
         operation: "create_game",
-        request: format!("private={private}"),
+        request: match &region {
+            None => format!("private={private}"),
+            Some(r) => format!("private={private} region={r}"),
+        },
     };
     // The create runs in its own task: it finishes even if the client goes away, so nothing
     // is left half done.
     once(&state, req, move |lobby, product, player| async move {
-        let game = lobby.create_game(&product, &player, private).await?;
+        let game = lobby
+            .create_game(&product, &player, private, region.as_deref())
+            .await?;
         Ok(FullGame::of(game, &product))
     })
     .await

@@ -9,6 +9,7 @@ mod events;
 mod extract;
 mod games;
 mod health;
+mod instances;
 mod live;
 mod lobby;
 mod page;
@@ -66,7 +67,7 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
     modifiers(&SecuritySchemes),
     tags(
         (name = "lobby", description = "The game portal's lobby (compatible with the Varcade Games matchmaker)."),
-        (name = "game servers", description = "Events reported by game servers."),
+        (name = "game servers", description = "Events reported by game servers, and the fleet of game-server instances each product's games are placed on."),
         (name = "operations", description = "Health and readiness.")
     )
 )]
@@ -95,6 +96,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(games::routes())
         .merge(live::routes())
         .merge(events::routes())
+        .merge(instances::routes())
         .merge(health::routes())
         .split_for_parts()
 }

@@ -1,9 +1,11 @@
 //! Creating a game: the one flow behind create_game, private games and a quick match that finds
 //! no seat.
 //!
-//! 0. an intent row, within the creator's open-games limit (a crash after the game server's
-//!    answer leaves a trace the reaper turns into a `remove_game`);
-//! 1. the game server's `create_game`, outside any transaction;
+//! 0. an intent row, within the creator's open-games limit, placed on an instance of the
+//!    product's fleet (`fleet.rs`; a crash after the game server's answer leaves a trace the
+//!    reaper turns into a `remove_game`);
+//! 1. the instance's `create_game`, outside any transaction; an instance that could not be
+//!    connected to did nothing, so the create is placed again elsewhere;
 //! 2. the game's insert, which consumes the intent. Any failure after step 1 that may have left
 //!    the game on the game server owes it a `remove_game` in the transaction that drops the intent.
 
@@ -12,13 +14,20 @@ use uuid::Uuid;
 
 use super::{Lobby, LobbyResult};
 use crate::{
-    domain::{Game, GameState, LobbyError, Player, Product, game_id_text, join_code},
+    domain::{
+        Game, GameServerFault, GameState, LobbyError, Player, Product, fleet::Placement,
+        game_id_text, join_code,
+    },
+    game_server::{GameServerError, Target},
     store::{
         self,
         games::{self as games, NewGame, SeatStatus},
         intents, outbox,
     },
 };
+
+/// Instances one create tries when those it is placed on cannot be connected to.
+const PLACEMENTS: usize = 3;
 
 /// What kind of game a create makes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,15 +51,17 @@ pub enum Created {
 }
 
 impl Lobby {
-    /// Creates a public or private game with `player` as its creator.
+    /// Creates a public or private game with `player` as its creator, on an instance of
+    /// `region` if one is asked for.
     pub async fn create_game(
         &self,
         product: &Product,
         player: &Player,
         private: bool,
+        region: Option<&str>,
     ) -> LobbyResult<Game> {
         let kind = if private { Kind::Private } else { Kind::Public };
-        match self.create(product, player, kind).await? {
+        match self.create(product, player, kind, region).await? {
             Created::Game(game) => Ok(*game),
             // Only a quick match's create looks for a seat elsewhere.
             Created::AlreadyWaiting(..) => Err(LobbyError::Internal),
@@ -62,28 +73,53 @@ impl Lobby {
         product: &Product,
         player: &Player,
         kind: Kind,
+        region: Option<&str>,
     ) -> LobbyResult<Created> {
-        let game_id = Uuid::new_v4();
-        tracing::Span::current().record("game_id", game_id_text(game_id).as_str());
-        self.begin_create(product, player, game_id).await?;
-
-        let answer = self
-            .game_servers
-            .create_game(
-                product,
-                &game_id_text(game_id),
-                &player.user_id,
-                &player.username,
-            )
-            .await;
-        let token = match answer {
-            Ok(token) => token,
-            Err(e) => {
-                self.abandon_create(product, game_id, e.may_have_acted())
-                    .await;
-                return Err(e
-                    .fault()
-                    .map_or(LobbyError::CreateRefused, LobbyError::GameServer));
+        let mut tried = Vec::new();
+        let (game_id, at, token) = loop {
+            let game_id = Uuid::new_v4();
+            tracing::Span::current().record("game_id", game_id_text(game_id).as_str());
+            let at = match self.place(product, player, game_id, region, &tried).await {
+                Ok(at) => at,
+                // No other instance to try: the first failure is the answer.
+                Err(LobbyError::NoGameServer { .. }) if !tried.is_empty() => {
+                    return Err(LobbyError::GameServer(GameServerFault::Unreachable));
+                }
+                Err(e) => return Err(e),
+            };
+            let to = Target {
+                product_id: &product.product_id,
+                at: &at,
+            };
+            let answer = self
+                .game_servers
+                .create_game(
+                    to,
+                    &game_id_text(game_id),
+                    &player.user_id,
+                    &player.username,
+                )
+                .await;
+            match answer {
+                Ok(token) => break (game_id, at, token),
+                Err(e) => {
+                    self.abandon_create(product, game_id, &at, e.may_have_acted())
+                        .await;
+                    let elsewhere = matches!(e, GameServerError::NotConnected(_))
+                        && tried.len() + 1 < PLACEMENTS;
+                    match at.server_key {
+                        Some(key) if elsewhere => tried.push(key),
+                        _ => {
+                            return Err(e
+                                .fault()
+                                .map_or(LobbyError::CreateRefused, LobbyError::GameServer));
+                        }
+                    }
+                    tracing::warn!(
+                        instance = at.instance_id,
+                        "create placed again: the instance could not be connected to"
+                    );
+                }
             }
         };
 
@@ -111,13 +147,13 @@ impl Lobby {
         let (updated_at, join_code) = match saved {
             Ok(Some(Ok(saved))) => saved,
             Ok(Some(Err((existing, status)))) => {
-                self.abandon_create(product, game_id, true).await;
+                self.abandon_create(product, game_id, &at, true).await;
                 return Ok(Created::AlreadyWaiting(existing, status));
             }
             Ok(None) => return Err(LobbyError::AnsweredTooLate),
             Err(e) => {
                 tracing::error!(error = %e, game_id = %game_id.simple(), "saving a created game failed; removing it from the game server");
-                self.abandon_create(product, game_id, true).await;
+                self.abandon_create(product, game_id, &at, true).await;
                 return Err(if store::unavailable(&e) {
                     LobbyError::Unavailable
                 } else {
@@ -139,30 +175,11 @@ impl Lobby {
             lobby_at: None,
             join_code,
             players: vec![player.user_id.clone()],
+            server_key: at.server_key,
+            instance_id: Some(at.instance_id.clone()),
+            server_url: Some(at.url.clone()),
+            socket_url: Some(at.socket_url.clone()),
         })))
-    }
-
-    /// Step 0: the intent row, within the creator's open-games limit.
-    async fn begin_create(
-        &self,
-        product: &Product,
-        player: &Player,
-        game_id: Uuid,
-    ) -> LobbyResult<()> {
-        let limit = self.config.max_open_games_per_player;
-        let mut conn = self.db.acquire().await?;
-        if intents::begin(
-            &mut conn,
-            game_id,
-            &product.product_id,
-            &player.user_id,
-            limit,
-        )
-        .await?
-        {
-            return Ok(());
-        }
-        Err(LobbyError::TooManyOpenGames { limit })
     }
 
     /// The quick match's insert: unless the player meanwhile got a seat in a waiting game of
@@ -191,11 +208,18 @@ impl Lobby {
     /// Drops a create's intent, owing the game server a `remove_game` when it may hold the
     /// game. If the database cannot be reached, the intent stays and the reaper owes the
     /// removal once it is overdue.
-    async fn abandon_create(&self, product: &Product, game_id: Uuid, owe_removal: bool) {
+    async fn abandon_create(
+        &self,
+        product: &Product,
+        game_id: Uuid,
+        at: &Placement,
+        owe_removal: bool,
+    ) {
         let result = async {
             let mut tx = self.db.begin().await?;
             if intents::cancel(&mut *tx, game_id).await? && owe_removal {
-                outbox::owe_remove_game(&mut *tx, &product.product_id, game_id).await?;
+                outbox::owe_remove_game(&mut *tx, &product.product_id, game_id, at.server_key)
+                    .await?;
             }
             tx.commit().await
         };

@@ -12,7 +12,11 @@ use uuid::Uuid;
 
 use super::{Lobby, LobbyResult};
 use crate::{
-    domain::{Game, GameRef, GameState, LobbyError, Player, Product, game_id_text, join_code},
+    domain::{
+        Game, GameRef, GameState, LobbyError, Player, Product, fleet::Placement, game_id_text,
+        join_code,
+    },
+    game_server::Target,
     store::{
         games::{self as games, SeatStatus},
         outbox,
@@ -24,8 +28,8 @@ const LOCK_ATTEMPTS: u32 = 5;
 
 /// What the reservation step decided.
 enum Reservation {
-    /// A new seat is reserved: ask the game server.
-    Reserved,
+    /// A new seat is reserved: ask the game's instance.
+    Reserved(Placement),
     /// The player already holds a seat: answer with the game as it is.
     AlreadySeated,
 }
@@ -58,20 +62,23 @@ impl Lobby {
 
         match self.reserve(product, player, game_id).await? {
             Some(Reservation::AlreadySeated) => {
-                return games::fetch(&self.db, game_id, &product.product_id)
+                games::fetch(&self.db, game_id, &product.product_id)
                     .await?
-                    .ok_or_else(not_found);
+                    .ok_or_else(not_found)
             }
-            Some(Reservation::Reserved) => {}
-            None => return Err(not_found()),
-        }
-        let expiry = self.config.expiry.secs(GameState::CreatorJoined);
-        let confirmed = self.confirm_seat(product, player, game_id, expiry).await;
-        self.fence().await;
-        match confirmed? {
-            Confirmed::Held(game) => Ok(*game),
-            Confirmed::Refused => Err(LobbyError::JoinRefused),
-            Confirmed::Gone => Err(LobbyError::NoLongerAvailable),
+            Some(Reservation::Reserved(at)) => {
+                let expiry = self.config.expiry.secs(GameState::CreatorJoined);
+                let confirmed = self
+                    .confirm_seat(product, player, game_id, &at, expiry)
+                    .await;
+                self.fence().await;
+                match confirmed? {
+                    Confirmed::Held(game) => Ok(*game),
+                    Confirmed::Refused => Err(LobbyError::JoinRefused),
+                    Confirmed::Gone => Err(LobbyError::NoLongerAvailable),
+                }
+            }
+            None => Err(not_found()),
         }
     }
 
@@ -93,19 +100,23 @@ impl Lobby {
             .await
     }
 
-    /// Steps 2 and 3 for a reserved seat; `expiry_secs` restarts the game's clock if the seat
-    /// is given back.
+    /// Steps 2 and 3 for a reserved seat in a game placed `at`; `expiry_secs` restarts the
+    /// game's clock if the seat is given back.
     pub(super) async fn confirm_seat(
         &self,
         product: &Product,
         player: &Player,
         game_id: Uuid,
+        at: &Placement,
         expiry_secs: f64,
     ) -> LobbyResult<Confirmed> {
         let answer = self
             .game_servers
             .join_game(
-                product,
+                Target {
+                    product_id: &product.product_id,
+                    at,
+                },
                 &game_id_text(game_id),
                 &player.user_id,
                 &player.username,
@@ -130,6 +141,18 @@ impl Lobby {
                 None => Confirmed::Gone,
             },
         )
+    }
+
+    /// Where a game's calls go.
+    pub(super) async fn placement_of(
+        &self,
+        product: &Product,
+        game_id: Uuid,
+    ) -> LobbyResult<Placement> {
+        let (key, id, url, socket) = games::placement(&self.db, game_id)
+            .await?
+            .unwrap_or_default();
+        Ok(Placement::resolve(product, key, id, url, socket))
     }
 
     async fn release(
@@ -197,7 +220,14 @@ impl Lobby {
             if target.reserved.is_none() {
                 return Err(LobbyError::Full);
             }
-            return Ok(Some(Reservation::Reserved));
+            let at = Placement::resolve(
+                product,
+                target.server_key,
+                target.instance_id,
+                target.server_url,
+                target.socket_url,
+            );
+            return Ok(Some(Reservation::Reserved(at)));
         }
         Err(LobbyError::Busy)
     }

@@ -60,8 +60,9 @@ impl Lobby {
         let outcome = match games::seat_of(&mut tx, game_id, &player.user_id).await? {
             None => LeaveOutcome::NotSeated,
             Some(_) if creator_id == player.user_id => {
+                // Owed first: the call goes to the game's instance, read from its row.
+                outbox::owe_remove_game(&mut *tx, &product.product_id, game_id, None).await?;
                 games::delete(&mut *tx, game_id, &product.product_id).await?;
-                outbox::owe_remove_game(&mut *tx, &product.product_id, game_id).await?;
                 LeaveOutcome::GameRemoved
             }
             Some(SeatStatus::Reserved) => return Err(LobbyError::LeaveWhileJoining),

@@ -7,6 +7,7 @@
 //! calls owed to it go through the outbox in the owing transaction (docs/design.md).
 
 mod create;
+mod fleet;
 pub mod idempotency;
 mod join;
 mod leave;
@@ -21,6 +22,7 @@ use std::{sync::Arc, time::Duration};
 use sqlx::PgPool;
 
 pub use create::Created;
+pub use fleet::Registered;
 pub use leave::LeaveOutcome;
 pub use listing::{Listing, Page};
 pub use quick_match::QuickMatchOutcome;
@@ -41,6 +43,9 @@ pub struct LobbyConfig {
     pub max_page_size: u32,
     /// Time limit of one game-server call (quick match and idempotent retries wait longer).
     pub game_server_timeout: Duration,
+    /// A registered instance without a heartbeat for this long takes no new games (and the
+    /// reaper declares it lost).
+    pub instance_timeout: Duration,
 }
 
 /// The lobby service: everything a use case needs, and nothing else.
@@ -53,6 +58,8 @@ pub struct Lobby {
     creations: quick_match::Gates,
     /// The open-games list in memory, fed by the lobby listener.
     read_model: Arc<read_model::ReadModel>,
+    /// Set once the configured instances are in the database (before the first placement).
+    configured: tokio::sync::OnceCell<()>,
 }
 
 impl Lobby {
@@ -70,6 +77,7 @@ impl Lobby {
             config,
             creations: Default::default(),
             read_model,
+            configured: tokio::sync::OnceCell::new(),
         })
     }
 

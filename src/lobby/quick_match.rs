@@ -55,10 +55,12 @@ enum Pick {
 }
 
 impl Lobby {
+    /// A seat in a waiting game, or a new game (on an instance of `region`, if given).
     pub async fn quick_match(
         &self,
         product: &Product,
         player: &Player,
+        region: Option<&str>,
     ) -> LobbyResult<(Game, QuickMatchOutcome)> {
         let mut refused = Vec::new();
         let mut busy = 0u32;
@@ -70,7 +72,7 @@ impl Lobby {
                 Pick::Seated(game_id) => return self.seated(product, game_id).await,
                 Pick::InFlight => return Err(LobbyError::QuickMatchInProgress),
                 Pick::Busy | Pick::Nothing if out_of_patience => {
-                    return self.create_for_match(product, player).await;
+                    return self.create_for_match(product, player, region).await;
                 }
                 // Every free seat is held by another request for a moment: it will be taken or
                 // given back soon; look again rather than create a game that may not be needed.
@@ -80,7 +82,7 @@ impl Lobby {
                 }
                 Pick::Nothing => match self.creations.turn(product) {
                     Turn::Create => {
-                        let created = self.create_for_match(product, player).await;
+                        let created = self.create_for_match(product, player, region).await;
                         self.creations.created(product);
                         return created;
                     }
@@ -92,7 +94,10 @@ impl Lobby {
                 },
                 Pick::Reserved(game_id, game_state) => {
                     let expiry = self.config.expiry.secs(game_state);
-                    let confirmed = self.confirm_seat(product, player, game_id, expiry).await;
+                    let at = self.placement_of(product, game_id).await?;
+                    let confirmed = self
+                        .confirm_seat(product, player, game_id, &at, expiry)
+                        .await;
                     self.fence().await;
                     match confirmed? {
                         Confirmed::Held(game) => return Ok((*game, QuickMatchOutcome::Joined)),
@@ -101,7 +106,7 @@ impl Lobby {
                         Confirmed::Refused => {
                             refused.push(game_id);
                             if refused.len() >= REFUSALS {
-                                return self.create_for_match(product, player).await;
+                                return self.create_for_match(product, player, region).await;
                             }
                         }
                     }
@@ -163,8 +168,12 @@ impl Lobby {
         &self,
         product: &Product,
         player: &Player,
+        region: Option<&str>,
     ) -> LobbyResult<(Game, QuickMatchOutcome)> {
-        match self.create(product, player, Kind::QuickMatch).await? {
+        match self
+            .create(product, player, Kind::QuickMatch, region)
+            .await?
+        {
             Created::Game(game) => Ok((*game, QuickMatchOutcome::Created)),
             Created::AlreadyWaiting(existing, SeatStatus::Held) => {
                 self.seated(product, existing).await

@@ -265,6 +265,10 @@ mod tests {
             lobby_at: Some(DateTime::from_timestamp(n as i64, 0).unwrap()),
             join_code: None,
             players: vec![],
+            server_key: None,
+            instance_id: None,
+            server_url: None,
+            socket_url: None,
         }
     }
 

@@ -30,6 +30,11 @@ pub struct JoinTarget {
     pub locked: bool,
     /// The seat reserved now.
     pub reserved: Option<i32>,
+    /// The game's instance (all `None` for a game older than fleets).
+    pub server_key: Option<Uuid>,
+    pub instance_id: Option<String>,
+    pub server_url: Option<String>,
+    pub socket_url: Option<String>,
 }
 
 #[derive(Clone, Copy)]
@@ -46,7 +51,8 @@ pub struct NewGame<'a> {
     pub join_code: Option<&'a str>,
 }
 
-/// Inserts a game in state `created` with its creator in seat 0, consuming its create intent;
+/// Inserts a game in state `created` with its creator in seat 0, consuming its create intent
+/// (and placed where the intent was);
 /// returns its `updated_at`, or `None` when the intent is gone (the reaper gave up on it).
 pub async fn insert(
     db: impl PgExecutor<'_>,
@@ -55,11 +61,12 @@ pub async fn insert(
     sqlx::query_scalar!(
         r#"
         with intent as (
-            delete from create_intents where game_id = $1 returning game_id
+            delete from create_intents where game_id = $1 returning game_id, server_key
         ), g as (
             insert into games (game_id, product_id, creator_id, creator_name, num_players,
-                               settings, token, expires_at, join_code)
-            select game_id, $2, $3, $4, $5, $6, $7, now() + make_interval(secs => $8), $9
+                               settings, token, expires_at, join_code, server_key)
+            select game_id, $2, $3, $4, $5, $6, $7, now() + make_interval(secs => $8), $9,
+                   server_key
             from intent
             returning game_id, num_players, creator_id, creator_name, updated_at
         ), creator as (
@@ -136,8 +143,10 @@ pub async fn fetch_many(
                g.updated_at, g.lobby_at, g.join_code,
                array(select p.player_id from game_players p
                      where p.game_id = g.game_id and p.status = 'held'
-                     order by p.joined_at, p.seat) as "players!"
-        from games g
+                     order by p.joined_at, p.seat) as "players!",
+               g.server_key, i.instance_id as "instance_id?", i.url as "server_url?",
+               i.socket_url as "socket_url?"
+        from games g left join game_server_instances i on i.server_key = g.server_key
         where g.game_id = any($1) and ($2::text is null or g.product_id = $2)
         "#,
         game_ids,
@@ -164,8 +173,10 @@ pub async fn open_page(
                g.updated_at, g.lobby_at, g.join_code,
                array(select p.player_id from game_players p
                      where p.game_id = g.game_id and p.status = 'held'
-                     order by p.joined_at, p.seat) as "players!"
-        from games g
+                     order by p.joined_at, p.seat) as "players!",
+               g.server_key, i.instance_id as "instance_id?", i.url as "server_url?",
+               i.socket_url as "socket_url?"
+        from games g left join game_server_instances i on i.server_key = g.server_key
         where g.product_id = $1 and g.state = 'creator_joined' and g.seats_taken < g.num_players
           and g.join_code is null and g.settings @> $4
         order by g.lobby_at, g.game_id
@@ -204,8 +215,9 @@ pub async fn lock_and_reserve(
         with found as (
             select g.state, g.num_players, g.seats_taken,
                    (select p.status from game_players p
-                    where p.game_id = $1 and p.player_id = $3) as my_seat
-            from games g
+                    where p.game_id = $1 and p.player_id = $3) as my_seat,
+                   g.server_key, i.instance_id, i.url, i.socket_url
+            from games g left join game_server_instances i on i.server_key = g.server_key
             where g.game_id = $1 and g.product_id = $2
         ), target as (
             select g.state, g.num_players, g.seats_taken
@@ -233,7 +245,9 @@ pub async fn lock_and_reserve(
                coalesce(t.seats_taken, f.seats_taken) as "seats_taken!",
                f.my_seat as "my_seat: SeatStatus",
                t.state is not null as "locked!",
-               (select seat from seat) as reserved
+               (select seat from seat) as reserved,
+               f.server_key as "server_key?", f.instance_id as "instance_id?",
+               f.url as "server_url?", f.socket_url as "socket_url?"
         from found f left join target t on true
         "#,
         game_id,
@@ -307,8 +321,11 @@ pub async fn hold_seat(
                t.updated_at as "updated_at!", g.lobby_at, g.join_code,
                array(select p.player_id from game_players p
                      where p.game_id = g.game_id and (p.status = 'held' or p.player_id = $3)
-                     order by p.joined_at, p.seat) as "players!"
+                     order by p.joined_at, p.seat) as "players!",
+               g.server_key, i.instance_id as "instance_id?", i.url as "server_url?",
+               i.socket_url as "socket_url?"
         from games g join touched t on t.game_id = g.game_id
+             left join game_server_instances i on i.server_key = g.server_key
         where g.game_id = $1 and g.product_id = $2
         "#,
         game_id,
@@ -497,6 +514,8 @@ pub async fn count_by_state(
 #[derive(Debug)]
 pub struct Expired {
     pub game_id: Uuid,
+    /// Its instance, for the `remove_game` owed once the row is gone.
+    pub server_key: Option<Uuid>,
     pub product_id: String,
     pub state: GameState,
     pub num_players: i32,
@@ -509,7 +528,8 @@ pub async fn lock_expired(conn: &mut PgConnection, limit: i64) -> sqlx::Result<V
     sqlx::query_as!(
         Expired,
         r#"
-        select game_id, product_id, state as "state: GameState", num_players, seats_taken
+        select game_id, server_key, product_id, state as "state: GameState", num_players,
+               seats_taken
         from games
         where expires_at <= now()
         order by expires_at
@@ -717,6 +737,26 @@ pub async fn any_quick_match_target(
     )
     .fetch_one(conn)
     .await
+}
+
+/// A game's instance: key, id, URL and socket URL (all `None` for a game older than fleets).
+#[allow(clippy::type_complexity)]
+pub async fn placement(
+    db: impl PgExecutor<'_>,
+    game_id: Uuid,
+) -> sqlx::Result<Option<(Option<Uuid>, Option<String>, Option<String>, Option<String>)>> {
+    let row = sqlx::query!(
+        r#"
+        select g.server_key, i.instance_id as "instance_id?", i.url as "url?",
+               i.socket_url as "socket_url?"
+        from games g left join game_server_instances i on i.server_key = g.server_key
+        where g.game_id = $1
+        "#,
+        game_id
+    )
+    .fetch_optional(db)
+    .await?;
+    Ok(row.map(|r| (r.server_key, r.instance_id, r.url, r.socket_url)))
 }
 
 /// The game of the product that holds a join code.

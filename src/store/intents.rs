@@ -5,53 +5,37 @@
 use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
 
-/// Records a create in flight for `creator`, unless they already have `limit` games waiting
-/// for players (counting creates in flight); `limit` 0 means no limit. Returns whether it was
-/// recorded. Exact across processes: creates by one player are serialized by an advisory lock.
-pub async fn begin(
-    conn: &mut PgConnection,
-    game_id: Uuid,
-    product_id: &str,
-    creator_id: &str,
-    limit: u32,
-) -> sqlx::Result<bool> {
-    if limit == 0 {
-        sqlx::query!(
-            "insert into create_intents (game_id, product_id, creator_id) values ($1, $2, $3)",
-            game_id,
-            product_id,
-            creator_id
-        )
-        .execute(conn)
-        .await?;
-        return Ok(true);
-    }
-    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-    // A separate statement, so the count below sees every create committed while we waited.
+/// Serialises the creates of one player until the transaction ends, so that the open-games
+/// limit, checked by the placing statement (`store::instances`), is exact across processes.
+pub async fn lock_creator(conn: &mut PgConnection, creator_id: &str) -> sqlx::Result<()> {
     sqlx::query!(
         "select pg_advisory_xact_lock(hashtext('matchmaker creator ' || $1))",
         creator_id
     )
-    .execute(&mut *tx)
+    .execute(conn)
     .await?;
-    let inserted = sqlx::query!(
+    Ok(())
+}
+
+/// Whether `creator` has fewer than `limit` games waiting for players, counting creates in
+/// flight (0 = no limit).
+pub async fn below_limit(
+    conn: &mut PgConnection,
+    creator_id: &str,
+    limit: u32,
+) -> sqlx::Result<bool> {
+    sqlx::query_scalar!(
         r#"
-        insert into create_intents (game_id, product_id, creator_id)
-        select $1, $2, $3
-        where (select count(*) from games
-               where creator_id = $3 and state in ('created', 'creator_joined'))
-            + (select count(*) from create_intents where creator_id = $3) < $4
+        select $2::int8 = 0
+            or (select count(*) from games
+                where creator_id = $1 and state in ('created', 'creator_joined'))
+             + (select count(*) from create_intents where creator_id = $1) < $2 as "below!"
         "#,
-        game_id,
-        product_id,
         creator_id,
         i64::from(limit)
     )
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    tx.commit().await?;
-    Ok(inserted == 1)
+    .fetch_one(conn)
+    .await
 }
 
 /// Drops an intent (the game server refused, so it holds nothing). Returns whether it was there.
@@ -69,7 +53,7 @@ pub async fn take_abandoned(
     conn: &mut PgConnection,
     older_than_secs: f64,
     limit: i64,
-) -> sqlx::Result<Vec<(Uuid, String)>> {
+) -> sqlx::Result<Vec<(Uuid, String, Option<Uuid>)>> {
     let rows = sqlx::query!(
         r#"
         with stale as (
@@ -81,7 +65,7 @@ pub async fn take_abandoned(
         )
         delete from create_intents c using stale
         where c.game_id = stale.game_id
-        returning c.game_id, c.product_id
+        returning c.game_id, c.product_id, c.server_key
         "#,
         older_than_secs,
         limit
@@ -90,6 +74,6 @@ pub async fn take_abandoned(
     .await?;
     Ok(rows
         .into_iter()
-        .map(|r| (r.game_id, r.product_id))
+        .map(|r| (r.game_id, r.product_id, r.server_key))
         .collect())
 }

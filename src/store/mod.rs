@@ -4,6 +4,7 @@
 pub mod cursor;
 pub mod games;
 pub mod idempotency;
+pub mod instances;
 pub mod intents;
 pub mod outbox;
 pub mod schema;

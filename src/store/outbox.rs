@@ -19,23 +19,36 @@ pub struct Owed {
     pub game_id: Uuid,
     pub player_id: Option<String>,
     pub attempts: i32,
+    /// The instance to call; `None`: the product's `game_server_url`.
+    pub server_key: Option<Uuid>,
 }
 
+/// Owes a `remove_game` to the game's instance: `server_key` when the game is gone already,
+/// otherwise the game's own. Nothing is owed to a lost instance (docs/fleets.md).
 pub async fn owe_remove_game(
     db: impl PgExecutor<'_>,
     product_id: &str,
     game_id: Uuid,
+    server_key: Option<Uuid>,
 ) -> sqlx::Result<()> {
     sqlx::query!(
-        "insert into game_server_outbox (product_id, call, game_id) values ($1, 'remove_game', $2)",
+        r#"
+        insert into game_server_outbox (product_id, call, game_id, server_key)
+        select $1, 'remove_game', $2, k.key
+        from (select coalesce($3, (select server_key from games where game_id = $2)) as key) k
+        where not exists (select 1 from game_server_instances i
+                          where i.server_key = k.key and i.state = 'lost')
+        "#,
         product_id,
-        game_id
+        game_id,
+        server_key
     )
     .execute(db)
     .await?;
     Ok(())
 }
 
+/// Owes a `remove_player` to the game's instance (see [`owe_remove_game`]).
 pub async fn owe_remove_player(
     db: impl PgExecutor<'_>,
     product_id: &str,
@@ -43,8 +56,13 @@ pub async fn owe_remove_player(
     player_id: &str,
 ) -> sqlx::Result<()> {
     sqlx::query!(
-        "insert into game_server_outbox (product_id, call, game_id, player_id)
-         values ($1, 'remove_player', $2, $3)",
+        r#"
+        insert into game_server_outbox (product_id, call, game_id, player_id, server_key)
+        select $1, 'remove_player', $2, $3, k.key
+        from (select (select server_key from games where game_id = $2) as key) k
+        where not exists (select 1 from game_server_instances i
+                          where i.server_key = k.key and i.state = 'lost')
+        "#,
         product_id,
         game_id,
         player_id
@@ -74,7 +92,8 @@ pub async fn claim(
             limit $1
             for update skip locked
         )
-        returning o.id, o.product_id, o.call as "call: Call", o.game_id, o.player_id, o.attempts
+        returning o.id, o.product_id, o.call as "call: Call", o.game_id, o.player_id, o.attempts,
+                  o.server_key
         "#,
         limit,
         lease_secs

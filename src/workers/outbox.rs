@@ -11,9 +11,12 @@ use sqlx::{PgPool, postgres::PgListener};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    domain::Products,
-    game_server::{GameServerClient, GameServerError},
-    store::outbox::{self, Call, Owed},
+    domain::{Products, fleet::Placement},
+    game_server::{GameServerClient, GameServerError, Target},
+    store::{
+        instances,
+        outbox::{self, Call, Owed},
+    },
 };
 
 /// Owed calls claimed per pass.
@@ -71,12 +74,29 @@ impl Dispatcher {
             outbox::give_up(&self.db, owed.id, "product no longer configured").await?;
             return Ok(Sent::GaveUp);
         };
+        let at = match owed.server_key {
+            None => Placement::resolve(&product, None, None, None, None),
+            Some(key) => match instances::reachable(&self.db, key).await? {
+                Some(at) => at,
+                // Nothing is ever sent to a lost instance (docs/fleets.md).
+                None => {
+                    tracing::info!(
+                        game_id,
+                        "owed game-server call dropped: its instance is lost"
+                    );
+                    outbox::done(&self.db, owed.id).await?;
+                    return Ok(Sent::Done);
+                }
+            },
+        };
+        let to = Target {
+            product_id: &product.product_id,
+            at: &at,
+        };
         let result = match (owed.call, owed.player_id.as_deref()) {
-            (Call::RemoveGame, _) => self.game_servers.remove_game(&product, &game_id).await,
+            (Call::RemoveGame, _) => self.game_servers.remove_game(to, &game_id).await,
             (Call::RemovePlayer, Some(player)) => {
-                self.game_servers
-                    .remove_player(&product, &game_id, player)
-                    .await
+                self.game_servers.remove_player(to, &game_id, player).await
             }
             (Call::RemovePlayer, None) => Err(GameServerError::BadAnswer("no player id".into())),
         };

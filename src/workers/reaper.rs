@@ -1,6 +1,7 @@
 //! The reaper (docs/lifecycle.md): expires games, resets full games whose last joiner never
 //! connected, frees reservations whose join died, and turns abandoned create intents into owed
-//! `remove_game` calls. Each owed call is written in the transaction that decides it.
+//! `remove_game` calls. Each owed call is written in the transaction that decides it. It also
+//! declares lost the game-server instances whose heartbeats stopped (docs/fleets.md).
 //! Housekeeping rides along: day-old idempotency keys and idle rate-limit keys are forgotten.
 
 use std::{sync::Arc, time::Duration};
@@ -13,11 +14,13 @@ use crate::{
     domain::{Expiry, GameState},
     lobby::limits::RateLimits,
     metrics::{Metrics, ReapLabels},
-    store::{games, idempotency, intents, outbox},
+    store::{games, idempotency, instances, intents, outbox},
 };
 
 /// Games (or reservations, or intents) handled per transaction.
 const BATCH: i64 = 100;
+/// How long a lost instance stays in the fleet's list.
+const FORGET_LOST_AFTER: Duration = Duration::from_secs(3600);
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Reaped {
@@ -29,6 +32,10 @@ pub struct Reaped {
     pub reservations_released: usize,
     /// Creates whose process died before saving the game (each owes a `remove_game`).
     pub creates_abandoned: usize,
+    /// Registered game-server instances that stopped sending heartbeats.
+    pub instances_lost: usize,
+    /// Games those instances held, ended.
+    pub games_ended: usize,
 }
 
 pub struct Reaper {
@@ -36,6 +43,8 @@ pub struct Reaper {
     pub expiry: Expiry,
     /// Age at which an unconfirmed reservation or create intent is given up.
     pub reservation_timeout: Duration,
+    /// A registered instance without a heartbeat for this long is lost.
+    pub instance_timeout: Duration,
     pub interval: Duration,
     pub metrics: Arc<Metrics>,
     pub rate_limits: Arc<RateLimits>,
@@ -69,7 +78,8 @@ impl Reaper {
                     }
                 }
                 games::delete(&mut *tx, game.game_id, &game.product_id).await?;
-                outbox::owe_remove_game(&mut *tx, &game.product_id, game.game_id).await?;
+                outbox::owe_remove_game(&mut *tx, &game.product_id, game.game_id, game.server_key)
+                    .await?;
                 tracing::info!(game_id = %game.game_id.simple(), state = %game.state, "game expired");
                 reaped.expired += 1;
             }
@@ -102,8 +112,8 @@ impl Reaper {
         loop {
             let mut tx = self.db.begin().await?;
             let stale = intents::take_abandoned(&mut tx, older_than, BATCH).await?;
-            for (game_id, product_id) in &stale {
-                outbox::owe_remove_game(&mut *tx, product_id, *game_id).await?;
+            for (game_id, product_id, server_key) in &stale {
+                outbox::owe_remove_game(&mut *tx, product_id, *game_id, *server_key).await?;
                 tracing::warn!(game_id = %game_id.simple(), "abandoned create: the game server is owed a remove_game");
             }
             tx.commit().await?;
@@ -112,12 +122,37 @@ impl Reaper {
                 break;
             }
         }
+        let (lost, ended) = self.lose_silent_instances().await?;
+        reaped.instances_lost = lost;
+        reaped.games_ended = ended;
         Ok(reaped)
+    }
+
+    /// Declares lost the registered instances whose heartbeats stopped, and ends their games
+    /// (docs/fleets.md): in one transaction, so no create or join sees half of it.
+    async fn lose_silent_instances(&self) -> sqlx::Result<(usize, usize)> {
+        let mut tx = self.db.begin().await?;
+        let lost = instances::take_lost(&mut tx, self.instance_timeout.as_secs_f64()).await?;
+        if lost.is_empty() {
+            return Ok((0, 0));
+        }
+        let keys: Vec<_> = lost.iter().map(|(key, ..)| *key).collect();
+        let ended =
+            instances::end_games_of(&mut tx, &keys, self.expiry.secs(GameState::Ended)).await?;
+        tx.commit().await?;
+        for (_, product, instance) in &lost {
+            tracing::warn!(product, instance, "game-server instance lost: no heartbeat");
+        }
+        if !ended.is_empty() {
+            tracing::warn!(games = ended.len(), "games of lost instances ended");
+        }
+        Ok((lost.len(), ended.len()))
     }
 
     /// Forgets what no longer matters: day-old idempotency keys, idle rate-limit keys.
     pub async fn housekeep_once(&self) -> sqlx::Result<u64> {
         self.rate_limits.forget_idle();
+        instances::forget_lost(&self.db, FORGET_LOST_AFTER.as_secs_f64()).await?;
         let purged = idempotency::purge(&self.db).await?;
         if purged > 0 {
             tracing::debug!(purged, "old idempotency keys deleted");
@@ -131,6 +166,8 @@ impl Reaper {
             ("reset", reaped.reset),
             ("reservation_released", reaped.reservations_released),
             ("create_abandoned", reaped.creates_abandoned),
+            ("instance_lost", reaped.instances_lost),
+            ("instance_game_ended", reaped.games_ended),
         ] {
             if n > 0 {
                 self.metrics

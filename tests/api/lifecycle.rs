@@ -214,7 +214,7 @@ async fn a_call_claimed_by_a_dead_dispatcher_is_sent_by_another(db: PgPool) {
     let stub = GameServerStub::start().await;
     let game_id = uuid::Uuid::new_v4();
     // a process owed the call, claimed it (lease of one second) and died before sending
-    matchmaker::store::outbox::owe_remove_game(&db, "exrps", game_id)
+    matchmaker::store::outbox::owe_remove_game(&db, "exrps", game_id, None)
         .await
         .unwrap();
     let claimed = matchmaker::store::outbox::claim(&db, 10, 1.0)

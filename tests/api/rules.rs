@@ -116,7 +116,7 @@ async fn the_lobby_service_answers_in_its_own_terms(db: PgPool) {
     let lobby = app.lobby();
     let product = lobby.product("exrps").unwrap();
     let game = lobby
-        .create_game(&product, &player("alice"), false)
+        .create_game(&product, &player("alice"), false, None)
         .await
         .unwrap();
     assert_eq!(game.players, vec!["alice".to_string()]);
@@ -141,7 +141,7 @@ async fn the_lobby_service_answers_in_its_own_terms(db: PgPool) {
         }
     );
     let code = lobby
-        .create_game(&product, &player("carol"), true)
+        .create_game(&product, &player("carol"), true, None)
         .await
         .unwrap()
         .join_code
@@ -166,7 +166,7 @@ async fn one_reaper_pass_expires_and_one_outbox_pass_tells_the_game_server(db: P
     let lobby = app.lobby();
     let product = lobby.product("exrps").unwrap();
     let game = lobby
-        .create_game(&product, &player("alice"), false)
+        .create_game(&product, &player("alice"), false, None)
         .await
         .unwrap();
     let reaper = app.reaper();
@@ -201,7 +201,7 @@ async fn an_owed_call_the_game_server_fails_is_kept_for_a_later_pass(db: PgPool)
     let lobby = app.lobby();
     let product = lobby.product("exrps").unwrap();
     lobby
-        .create_game(&product, &player("alice"), false)
+        .create_game(&product, &player("alice"), false, None)
         .await
         .unwrap();
     sqlx::query!("update games set expires_at = now() - interval '1 second'")

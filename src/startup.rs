@@ -164,6 +164,10 @@ impl Application {
     pub async fn run_until(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let mut tasks = tokio::task::JoinSet::new();
         let settings = &self.settings;
+        // Until the database is up, placement does it on first use.
+        if let Err(e) = self.lobby.ensure_configured().await {
+            tracing::warn!(error = ?e, "configured game-server instances not written yet");
+        }
         if let Some(url) = settings.event_stream_url.clone() {
             let intake = StreamIntake {
                 db: self.db.clone(),

@@ -38,9 +38,7 @@ impl Lobby {
         region: Option<&str>,
         tried: &[Uuid],
     ) -> LobbyResult<Placement> {
-        self.configured
-            .get_or_try_init(|| self.sync_configured_instances())
-            .await?;
+        self.ensure_configured().await?;
         let limit = self.config.max_open_games_per_player;
         let mut exclude = self.game_servers.breakers().excluded();
         exclude.extend_from_slice(tried);
@@ -96,8 +94,17 @@ impl Lobby {
         })
     }
 
-    /// Makes each product's configured instances what the configuration says (at start).
-    pub async fn sync_configured_instances(&self) -> LobbyResult<()> {
+    /// The configured instances are in the database: done once per process, at start or
+    /// before the first use of the fleet.
+    pub async fn ensure_configured(&self) -> LobbyResult<()> {
+        self.configured
+            .get_or_try_init(|| self.sync_configured_instances())
+            .await
+            .map(|_| ())
+    }
+
+    /// Makes each product's configured instances what the configuration says.
+    async fn sync_configured_instances(&self) -> LobbyResult<()> {
         let mut conn = self.db.acquire().await?;
         for product in self.products.iter() {
             instances::sync_configured(&mut conn, &product.product_id, &product.instances())
@@ -113,6 +120,7 @@ impl Lobby {
         spec: InstanceSpec,
     ) -> LobbyResult<(Instance, Registered)> {
         let spec = spec.check()?;
+        self.ensure_configured().await?;
         let registered = instances::register(&self.db, &product.product_id, &spec)
             .await?
             .ok_or_else(|| LobbyError::InstanceConfigured {
@@ -180,6 +188,7 @@ impl Lobby {
 
     /// The product's instances, each id's latest incarnation.
     pub async fn instances(&self, product: &Product) -> LobbyResult<Vec<Instance>> {
+        self.ensure_configured().await?;
         let rows = instances::list(&self.db, Some(&product.product_id)).await?;
         Ok(rows.into_iter().map(|r| self.view(r)).collect())
     }

@@ -68,7 +68,7 @@ impl Lobby {
         let deadline = tokio::time::Instant::now() + patience;
         loop {
             let out_of_patience = tokio::time::Instant::now() >= deadline;
-            match self.pick(product, player, &refused).await? {
+            match self.pick(product, player, &refused, region).await? {
                 Pick::Seated(game_id) => return self.seated(product, game_id).await,
                 Pick::InFlight => return Err(LobbyError::QuickMatchInProgress),
                 Pick::Busy | Pick::Nothing if out_of_patience => {
@@ -117,7 +117,13 @@ impl Lobby {
 
     /// One short transaction: the player's own waiting seat, else a seat in the oldest waiting
     /// game nobody holds. Games whose game server refused this request are not tried again.
-    async fn pick(&self, product: &Product, player: &Player, except: &[Uuid]) -> LobbyResult<Pick> {
+    async fn pick(
+        &self,
+        product: &Product,
+        player: &Player,
+        except: &[Uuid],
+        region: Option<&str>,
+    ) -> LobbyResult<Pick> {
         let mut tx = self.db.begin().await?;
         games::lock_quick_matcher(&mut tx, &product.product_id, &player.user_id).await?;
         if let Some((game_id, status)) =
@@ -129,9 +135,11 @@ impl Lobby {
                 SeatStatus::Reserved => Pick::InFlight,
             });
         }
-        let target = games::lock_quick_match_target(&mut tx, &product.product_id, except).await?;
+        let target =
+            games::lock_quick_match_target(&mut tx, &product.product_id, except, region).await?;
         let Some(target) = target else {
-            let busy = games::any_quick_match_target(&mut tx, &product.product_id, except).await?;
+            let busy =
+                games::any_quick_match_target(&mut tx, &product.product_id, except, region).await?;
             tx.rollback().await?;
             return Ok(if busy { Pick::Busy } else { Pick::Nothing });
         };

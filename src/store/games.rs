@@ -693,12 +693,14 @@ pub struct QuickMatchTarget {
     pub state: GameState,
 }
 
-/// Locks the oldest game of the product that waits for players and has a free seat, skipping
-/// games other requests hold right now (served by `games_quick_match_idx`).
+/// Locks the oldest game of the product that waits for players and has a free seat (on an
+/// instance of `region`, if given), skipping games other requests hold right now (served by
+/// `games_quick_match_idx`).
 pub async fn lock_quick_match_target(
     conn: &mut PgConnection,
     product_id: &str,
     except: &[Uuid],
+    region: Option<&str>,
 ) -> sqlx::Result<Option<QuickMatchTarget>> {
     sqlx::query_as!(
         QuickMatchTarget,
@@ -707,12 +709,15 @@ pub async fn lock_quick_match_target(
         from games
         where product_id = $1 and state in ('created', 'creator_joined')
           and seats_taken < num_players and join_code is null and game_id <> all($2)
+          and ($3::text is null
+               or server_key in (select server_key from game_server_instances where region = $3))
         order by created_at, game_id
         limit 1
         for update skip locked
         "#,
         product_id,
-        except
+        except,
+        region
     )
     .fetch_optional(conn)
     .await
@@ -723,6 +728,7 @@ pub async fn any_quick_match_target(
     conn: &mut PgConnection,
     product_id: &str,
     except: &[Uuid],
+    region: Option<&str>,
 ) -> sqlx::Result<bool> {
     sqlx::query_scalar!(
         r#"
@@ -730,10 +736,13 @@ pub async fn any_quick_match_target(
             select 1 from games
             where product_id = $1 and state in ('created', 'creator_joined')
               and seats_taken < num_players and join_code is null and game_id <> all($2)
+          and ($3::text is null
+               or server_key in (select server_key from game_server_instances where region = $3))
         ) as "exists!"
         "#,
         product_id,
-        except
+        except,
+        region
     )
     .fetch_one(conn)
     .await

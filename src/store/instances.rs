@@ -390,9 +390,10 @@ pub async fn take_lost(
         .collect())
 }
 
-/// Ends every game of lost instances: they leave the lobby, their seats are freed, creates in
-/// flight on them are dropped (their inserts then find no intent) and so are calls owed to them.
-/// Returns the games ended.
+/// Ends every game of lost instances: they leave the lobby and no longer hold their players
+/// (an ended game counts toward no limit and no quick match), creates in flight on them are
+/// dropped (their inserts then find no intent) and so are calls owed to them. The players stay
+/// on the ended game's row, so its status says it ended. Returns the games ended.
 pub async fn end_games_of(
     conn: &mut PgConnection,
     server_keys: &[Uuid],
@@ -422,9 +423,6 @@ pub async fn end_games_of(
     )
     .fetch_all(&mut *conn)
     .await?;
-    sqlx::query!("delete from game_players where game_id = any($1)", &ended)
-        .execute(&mut *conn)
-        .await?;
     Ok(ended)
 }
 

@@ -7,6 +7,7 @@ mod create;
 mod demo;
 mod events;
 mod faults;
+mod fleet;
 mod health;
 mod helpers;
 mod hostile;

@@ -93,7 +93,8 @@ struct Cli {
     fast: bool,
     /// Register with the matchmaker as one instance of the product's fleet, heartbeat, and drain
     /// and delete the instance on shutdown. Off: the matchmaker's configuration names this server.
-    #[arg(long, env = "DEMO_REGISTER")]
+    // Boolish: DEMO_REGISTER=1 (as in docker-compose.yml) works; clap's default takes only true/false.
+    #[arg(long, env = "DEMO_REGISTER", value_parser = clap::builder::BoolishValueParser::new())]
     register: bool,
     /// Instance id within the product's fleet [default: demo-{bind ip}-{bind port}].
     #[arg(long, env = "DEMO_INSTANCE_ID")]

@@ -184,34 +184,60 @@ def check_compose() -> dict:
     check(cfg_path is not None and cfg_path.is_file(),
           "MATCHMAKER_CONFIG is a file mounted into the matchmaker", f"{cfg} -> {cfg_path}")
 
-    # The products' game servers and event keys match the demo game server service.
+    # The products' game servers and event keys match the demo game server services: a product
+    # with a game_server_url names one; a product without relies on instances that register.
     if cfg_path and cfg_path.is_file():
         games = tomllib.loads(cfg_path.read_text()).get("games", [])
-        gs = services.get("game-rps", {})
-        gs_env = service_env(gs)
+        demos = {n: service_env(s) for n, s in services.items()
+                 if "demo-game-server" in (s.get("entrypoint") or [])}
         ok = True
         detail = []
         for g in games:
-            u = urllib.parse.urlsplit(g["game_server_url"])
-            if u.hostname not in services:
-                ok = False
-                detail.append(f"{g['product_id']}: game server host {u.hostname} is not a service")
-            elif u.hostname == "game-rps":
-                bind_port = gs_env.get("DEMO_BIND", "127.0.0.1:8080").rsplit(":", 1)[1]
-                if str(u.port) != bind_port:
+            pid = g["product_id"]
+            if "game_server_url" in g:
+                u = urllib.parse.urlsplit(g["game_server_url"])
+                if u.hostname not in services:
                     ok = False
-                    detail.append(f"port {u.port} != DEMO_BIND port {bind_port}")
+                    detail.append(f"{pid}: game server host {u.hostname} is not a service")
+                    continue
+                fleet = {u.hostname: demos[u.hostname]} if u.hostname in demos else {}
+            else:
+                fleet = {n: e for n, e in demos.items() if e.get("DEMO_PRODUCT_ID") == pid}
+                if not fleet:
+                    ok = False
+                    detail.append(f"{pid}: no game_server_url and no demo game server service registers for it")
+            for name, gs_env in fleet.items():
+                bind_port = gs_env.get("DEMO_BIND", "127.0.0.1:8080").rsplit(":", 1)[1]
+                if "game_server_url" in g:
+                    called = urllib.parse.urlsplit(g["game_server_url"])
+                else:
+                    called = urllib.parse.urlsplit(gs_env.get("DEMO_PUBLIC_URL", ""))
+                    if gs_env.get("DEMO_REGISTER") in (None, "", "0", "false", "no", "off"):
+                        ok = False
+                        detail.append(f"{name}: {pid} names no game server, but DEMO_REGISTER is off")
+                    if called.hostname != name:
+                        ok = False
+                        detail.append(f"{name}: DEMO_PUBLIC_URL host {called.hostname} is not the service")
+                if str(called.port) != bind_port:
+                    ok = False
+                    detail.append(f"{name}: port {called.port} != DEMO_BIND port {bind_port}")
                 if g.get("event_key") != gs_env.get("DEMO_EVENT_KEY"):
                     ok = False
-                    detail.append("event_key differs from DEMO_EVENT_KEY")
-                if gs_env.get("DEMO_PRODUCT_ID") != g["product_id"]:
+                    detail.append(f"{name}: event_key differs from DEMO_EVENT_KEY")
+                if gs_env.get("DEMO_PRODUCT_ID") != pid:
                     ok = False
-                    detail.append("DEMO_PRODUCT_ID differs")
-        mm_url = urllib.parse.urlsplit(gs_env.get("DEMO_MATCHMAKER_URL", ""))
-        if mm_url.hostname != "matchmaker" or mm_url.port != 5050:
+                    detail.append(f"{name}: DEMO_PRODUCT_ID differs")
+        ids = [e.get("DEMO_INSTANCE_ID") for e in demos.values() if e.get("DEMO_REGISTER")]
+        if len(ids) != len(set(ids)) or None in ids:
             ok = False
-            detail.append(f"DEMO_MATCHMAKER_URL {gs_env.get('DEMO_MATCHMAKER_URL')}")
-        check(ok, "config/docker.toml products match the game-rps service", "; ".join(detail))
+            detail.append(f"instance ids not set or not unique: {ids}")
+        for name, gs_env in demos.items():
+            mm_url = urllib.parse.urlsplit(gs_env.get("DEMO_MATCHMAKER_URL", ""))
+            if mm_url.hostname != "matchmaker" or mm_url.port != 5050:
+                ok = False
+                detail.append(f"{name}: DEMO_MATCHMAKER_URL {gs_env.get('DEMO_MATCHMAKER_URL')}")
+        check(ok, f"config/docker.toml products match the demo game server services ({', '.join(demos)})",
+              "; ".join(detail))
 
     dc = shutil.which("docker-compose")
     if dc:

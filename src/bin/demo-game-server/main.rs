@@ -18,6 +18,11 @@
 //!
 //! With `--fast` it is a stand-in for load tests: it answers every call at once, keeps no games
 //! and reports nothing (the load generator plays the players and reports through the stream).
+//!
+//! With `--register` it is one instance of the product's fleet: it registers itself with the
+//! matchmaker, heartbeats, and drains and deletes itself on shutdown (`fleet.rs`).
+
+mod fleet;
 
 use std::{
     collections::HashMap,
@@ -41,6 +46,7 @@ use axum::{
 use clap::Parser;
 use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
 /// Seats per game; the creator takes the first.
@@ -85,6 +91,29 @@ struct Cli {
     /// Load-test mode: answer every call at once, keep no games, report no events.
     #[arg(long, env = "DEMO_FAST")]
     fast: bool,
+    /// Register with the matchmaker as one instance of the product's fleet, heartbeat, and drain
+    /// and delete the instance on shutdown. Off: the matchmaker's configuration names this server.
+    // Boolish: DEMO_REGISTER=1 (as in docker-compose.yml) works; clap's default takes only true/false.
+    #[arg(long, env = "DEMO_REGISTER", value_parser = clap::builder::BoolishValueParser::new())]
+    register: bool,
+    /// Instance id within the product's fleet [default: demo-{bind ip}-{bind port}].
+    #[arg(long, env = "DEMO_INSTANCE_ID")]
+    instance_id: Option<String>,
+    /// Games this instance takes, as registered.
+    #[arg(long, env = "DEMO_CAPACITY", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    capacity: u32,
+    /// Region, as registered (optional).
+    #[arg(long, env = "DEMO_REGION")]
+    region: Option<String>,
+    /// URL the matchmaker calls this instance at [default: http://{bind}].
+    #[arg(long, env = "DEMO_PUBLIC_URL")]
+    public_url: Option<reqwest::Url>,
+    /// Address players connect to, as registered [default: the bind address].
+    #[arg(long, env = "DEMO_SOCKET_URL")]
+    socket_url: Option<String>,
+    /// Milliseconds between heartbeats; keep it well below the matchmaker's instance timeout.
+    #[arg(long, env = "DEMO_HEARTBEAT_MS", default_value_t = 3000, value_parser = clap::value_parser!(u64).range(100..))]
+    heartbeat_ms: u64,
 }
 
 /// What `/stats` reports: the game-server calls answered and the time spent on them.
@@ -224,6 +253,15 @@ impl AppState {
 
     fn next(&self) -> u64 {
         self.0.counter.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Drops every game without reporting it: the matchmaker declared this instance lost and
+    /// ended its games itself. Returns how many there were.
+    fn forget_games(&self) -> usize {
+        let mut games = self.games();
+        let count = games.len();
+        games.clear();
+        count
     }
 
     /// Queues an event for the matchmaker. Call it while holding the games lock, so the queue's
@@ -598,13 +636,14 @@ fn causes(e: &dyn std::error::Error) -> String {
     text
 }
 
-/// `{matchmaker_url}/game_servers/{product_id}/events`, keeping any path prefix of the base.
-fn events_url(base: &reqwest::Url, product_id: &str) -> Result<reqwest::Url, String> {
+/// The base URL with `segments` appended (each percent-encoded), keeping any path prefix of the
+/// base: `{matchmaker_url}/game_servers/{product_id}/events`.
+fn api_url(base: &reqwest::Url, segments: &[&str]) -> Result<reqwest::Url, String> {
     let mut url = base.clone();
     url.path_segments_mut()
         .map_err(|()| format!("{base} cannot be a base URL"))?
         .pop_if_empty()
-        .extend(["game_servers", product_id, "events"]);
+        .extend(segments);
     Ok(url)
 }
 
@@ -625,6 +664,45 @@ fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// `--register`: the instance as the options describe it, defaults from the bound address.
+fn join_fleet(cli: &Cli, http: reqwest::Client, bound: SocketAddr) -> Result<fleet::Fleet, String> {
+    let url = cli.public_url.as_ref().map_or_else(
+        || format!("http://{bound}"),
+        |u| u.as_str().trim_end_matches('/').to_string(),
+    );
+    if cli.public_url.is_none() && bound.ip().is_unspecified() {
+        tracing::warn!(%url, "bound to every interface: the matchmaker cannot call this default URL; set --public-url");
+    }
+    let instance = fleet::Instance {
+        id: cli
+            .instance_id
+            .clone()
+            .unwrap_or_else(|| fleet::default_id(bound)),
+        url,
+        socket_url: cli.socket_url.clone().unwrap_or_else(|| bound.to_string()),
+        capacity: cli.capacity,
+        region: cli.region.clone(),
+    };
+    tracing::info!(
+        instance = %instance.id,
+        url = %instance.url,
+        socket_url = %instance.socket_url,
+        capacity = instance.capacity,
+        region = instance.region.as_deref().unwrap_or("-"),
+        heartbeat_ms = cli.heartbeat_ms,
+        "joining the fleet of {}",
+        cli.product_id
+    );
+    fleet::Fleet::new(
+        http,
+        &cli.matchmaker_url,
+        &cli.product_id,
+        cli.event_key.clone(),
+        instance,
+        Duration::from_millis(cli.heartbeat_ms),
+    )
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -634,7 +712,10 @@ async fn main() -> ExitCode {
         )
         .init();
 
-    let url = match events_url(&cli.matchmaker_url, &cli.product_id) {
+    let url = match api_url(
+        &cli.matchmaker_url,
+        &["game_servers", &cli.product_id, "events"],
+    ) {
         Ok(url) => url,
         Err(e) => {
             eprintln!("demo-game-server: --matchmaker-url: {e}");
@@ -653,7 +734,12 @@ async fn main() -> ExitCode {
         }
     };
     let (reports, queue) = mpsc::unbounded_channel();
-    tokio::spawn(run_reporter(queue, http, url.clone(), cli.event_key));
+    tokio::spawn(run_reporter(
+        queue,
+        http.clone(),
+        url.clone(),
+        cli.event_key.clone(),
+    ));
 
     let state = AppState(Arc::new(Inner {
         games: Mutex::new(HashMap::new()),
@@ -670,14 +756,45 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let bound = listener.local_addr().map_or(cli.bind, |a| a);
     tracing::info!(
-        bind = %listener.local_addr().map_or(cli.bind, |a| a),
+        bind = %bound,
         product_id = %cli.product_id,
         events = %url,
         connect_delay_ms = cli.connect_delay_ms,
         fast = cli.fast,
         "demo game server listening"
     );
+    // Registration starts once the listener is up, so the matchmaker can call at once.
+    let fleet = if cli.register {
+        match join_fleet(&cli, http, bound) {
+            Ok(fleet) => Some(Arc::new(fleet)),
+            Err(e) => {
+                eprintln!("demo-game-server: --matchmaker-url: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    } else {
+        None
+    };
+    let stop_heartbeats = CancellationToken::new();
+    let heartbeats = fleet.clone().map(|fleet| {
+        let (stop, state) = (stop_heartbeats.clone(), state.clone());
+        tokio::spawn(async move { fleet.run(stop, || state.forget_games()).await })
+    });
+    // On Ctrl-C / SIGTERM: stop heartbeating, drain and delete the instance while still serving
+    // (the matchmaker may yet call), then stop serving.
+    let shutdown = async move {
+        matchmaker::startup::shutdown_signal().await;
+        if let (Some(fleet), Some(heartbeats)) = (fleet, heartbeats) {
+            stop_heartbeats.cancel();
+            if let Err(e) = heartbeats.await {
+                tracing::warn!(error = %e, "the heartbeat task failed");
+            }
+            fleet.leave().await;
+        }
+    };
+
     let stats = Arc::new(Stats::default());
     let app = if cli.fast {
         fast_router()
@@ -688,7 +805,7 @@ async fn main() -> ExitCode {
         .route("/stats", get(stats_route).with_state(stats.clone()))
         .layer(axum::middleware::from_fn_with_state(stats, count_call));
     match axum::serve(listener, app)
-        .with_graceful_shutdown(matchmaker::startup::shutdown_signal())
+        .with_graceful_shutdown(shutdown)
         .await
     {
         Ok(()) => ExitCode::SUCCESS,

@@ -214,35 +214,6 @@ pub fn paging(raw: Option<&str>) -> ApiResult<Option<u64>> {
     Ok(Some(digits.parse::<u64>().unwrap_or(u64::MAX)))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn percent_decoding() {
-        assert_eq!(percent_decode("a%20b+c", true), b"a b c");
-        assert_eq!(percent_decode("a%20b+c", false), b"a b+c");
-        assert_eq!(percent_decode("%FF%fe%00", false), [0xFF, 0xFE, 0]);
-        assert_eq!(percent_decode("100%", false), b"100%");
-        assert_eq!(percent_decode("%4", false), b"%4");
-        assert_eq!(percent_decode("%zz", false), b"%zz");
-    }
-
-    #[test]
-    fn paging_values() {
-        assert_eq!(paging(Some("7")).unwrap(), Some(7));
-        assert_eq!(paging(Some("-0")).unwrap(), Some(0));
-        assert_eq!(
-            paging(Some("99999999999999999999999")).unwrap(),
-            Some(u64::MAX)
-        );
-        for bad in ["abc", "1.5", ""] {
-            assert!(paging(Some(bad)).unwrap_err().detail.contains("integers"));
-        }
-        assert!(paging(Some("-3")).unwrap_err().detail.contains("negative"));
-    }
-}
-
 /// The region a create or quick match asks for (docs/fleets.md): `region` in a JSON object
 /// body, or `?region=`; both may be given only if they agree.
 pub fn region(body: &[u8], query: Option<&str>) -> ApiResult<Option<String>> {
@@ -303,4 +274,33 @@ pub fn game_server_key(product: &Product, headers: &HeaderMap) -> ApiResult<()> 
 /// Compares without an early exit, so timing does not reveal how much of a key was right.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(percent_decode("a%20b+c", true), b"a b c");
+        assert_eq!(percent_decode("a%20b+c", false), b"a b+c");
+        assert_eq!(percent_decode("%FF%fe%00", false), [0xFF, 0xFE, 0]);
+        assert_eq!(percent_decode("100%", false), b"100%");
+        assert_eq!(percent_decode("%4", false), b"%4");
+        assert_eq!(percent_decode("%zz", false), b"%zz");
+    }
+
+    #[test]
+    fn paging_values() {
+        assert_eq!(paging(Some("7")).unwrap(), Some(7));
+        assert_eq!(paging(Some("-0")).unwrap(), Some(0));
+        assert_eq!(
+            paging(Some("99999999999999999999999")).unwrap(),
+            Some(u64::MAX)
+        );
+        for bad in ["abc", "1.5", ""] {
+            assert!(paging(Some(bad)).unwrap_err().detail.contains("integers"));
+        }
+        assert!(paging(Some("-3")).unwrap_err().detail.contains("negative"));
+    }
 }

@@ -8,7 +8,7 @@ use super::{Lobby, LobbyResult};
 use crate::{
     domain::{
         GameState, LobbyError, NoGameServer, Player, Product,
-        fleet::{Instance, InstanceSpec, Placement},
+        fleet::{Instance, InstanceSpec, InstanceState, Placement},
     },
     store::{
         instances::{self, InstanceRow, Removal, Wanted},
@@ -212,7 +212,8 @@ impl Lobby {
 
     fn view(&self, r: InstanceRow) -> Instance {
         Instance {
-            healthy: self.game_servers.breakers().healthy(r.server_key),
+            healthy: r.state != InstanceState::Lost
+                && self.game_servers.breakers().healthy(r.server_key),
             server_key: r.server_key,
             id: r.instance_id,
             url: r.url,

@@ -246,6 +246,7 @@ async fn a_lost_instance_ends_its_games_and_is_never_called_again(db: PgPool) {
         instances(&app).await["dying"]["state"] == "lost"
     })
     .await;
+    assert_eq!(instances(&app).await["dying"]["healthy"], false);
     let calls_then = dying.calls("create_game").len() + dying.calls("remove_game").len();
     assert!(
         app.open_ids("fleet", "").await.is_empty(),

@@ -494,10 +494,10 @@ def run_binary(services: dict, work: Path) -> tuple[str | None, str | None]:
     tok = subprocess.run([str(BIN), "token", "--user-id", "check-deploy", "--username", "check"],
                          env=env, capture_output=True, text=True)
     if tok.returncode == 0:
-        # game-rps does not resolve here: the call fails and is counted (502).
+        # exrps relies on registration and no instance registers here: 503 (docs/fleets.md).
         s, _, _ = http(base + "/game_lobby/exrps/create_game", "POST",
                        {"Authorization": f"Bearer {tok.stdout.strip()}"}, timeout=30)
-        check(s == 502, "create_game with the game server out of reach answers 502", f"{s}")
+        check(s == 503, "create_game with no game-server instance registered answers 503", f"{s}")
     if shutil.which("redis-cli"):
         key = service_env(mm).get("MATCHMAKER_EVENT_STREAM_KEY", "game_event_stream")
         redis_cli("XADD", key, "*", "type", "gameplay", "product_id", "exrps", "game_id", "0" * 32)

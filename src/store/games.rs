@@ -704,13 +704,18 @@ pub async fn any_quick_match_target(
     product_id: &str,
     except: &[Uuid],
 ) -> sqlx::Result<bool> {
+    // The oldest such game, not `exists(...)`: the generic plan of an `exists` over a product
+    // is a sequential scan of all games whenever other products have many waiting games
+    // (docs/performance.md); `order by` the index's own order keeps it on the index.
     sqlx::query_scalar!(
         r#"
-        select exists(
-            select 1 from games
+        select (
+            select game_id from games
             where product_id = $1 and state in ('created', 'creator_joined')
               and seats_taken < num_players and join_code is null and game_id <> all($2)
-        ) as "exists!"
+            order by created_at, game_id
+            limit 1
+        ) is not null as "exists!"
         "#,
         product_id,
         except

@@ -14,7 +14,7 @@ use uuid::Uuid;
 use super::{
     Lobby, LobbyResult,
     create::{Created, Kind},
-    join::{Confirmed, pause},
+    join::Confirmed,
 };
 use crate::{
     domain::{Game, GameState, LobbyError, Player, Product},
@@ -48,8 +48,9 @@ enum Pick {
     Seated(Uuid),
     /// The player's own join or quick match is still being confirmed.
     InFlight,
-    /// Every game with a free seat is held by another request right now.
-    Busy,
+    /// The seat chosen was taken by a commit between the statement's snapshot and its lock:
+    /// look again at once (a fresh snapshot sees that commit).
+    Again,
     /// No game has a free seat.
     Nothing,
 }
@@ -61,7 +62,6 @@ impl Lobby {
         player: &Player,
     ) -> LobbyResult<(Game, QuickMatchOutcome)> {
         let mut refused = Vec::new();
-        let mut busy = 0u32;
         let patience = PATIENCE.max(self.config.game_server_timeout * 2);
         let deadline = tokio::time::Instant::now() + patience;
         loop {
@@ -69,15 +69,10 @@ impl Lobby {
             match self.pick(product, player, &refused).await? {
                 Pick::Seated(game_id) => return self.seated(product, game_id).await,
                 Pick::InFlight => return Err(LobbyError::QuickMatchInProgress),
-                Pick::Busy | Pick::Nothing if out_of_patience => {
+                Pick::Again | Pick::Nothing if out_of_patience => {
                     return self.create_for_match(product, player).await;
                 }
-                // Every free seat is held by another request for a moment: it will be taken or
-                // given back soon; look again rather than create a game that may not be needed.
-                Pick::Busy => {
-                    busy += 1;
-                    pause(busy.min(3)).await;
-                }
+                Pick::Again => {}
                 Pick::Nothing => match self.creations.turn(product) {
                     Turn::Create => {
                         let created = self.create_for_match(product, player).await;
@@ -87,7 +82,6 @@ impl Lobby {
                     Turn::Wait(mut done) => {
                         let _ = tokio::time::timeout_at(deadline, done.changed()).await;
                         self.creations.woken(product);
-                        busy = 0;
                     }
                 },
                 Pick::Reserved(game_id, game_state) => {
@@ -110,42 +104,45 @@ impl Lobby {
         }
     }
 
-    /// One short transaction: the player's own waiting seat, else a seat in the oldest waiting
-    /// game nobody holds. Games whose game server refused this request are not tried again.
+    /// One short transaction under the player's quick-match lock: the player's own waiting
+    /// seat, else a seat in the oldest waiting game, in one statement. When every free seat is
+    /// held by another request, it waits for the oldest to be let go (a commit away) rather
+    /// than polling. Games whose game server refused this request are not tried again.
     async fn pick(&self, product: &Product, player: &Player, except: &[Uuid]) -> LobbyResult<Pick> {
+        let (created, joined) = (
+            self.config.expiry.secs(GameState::Created),
+            self.config.expiry.secs(GameState::CreatorJoined),
+        );
+        let (pid, uid, name) = (&product.product_id, &player.user_id, &player.username);
         let mut tx = self.db.begin().await?;
-        games::lock_quick_matcher(&mut tx, &product.product_id, &player.user_id).await?;
-        if let Some((game_id, status)) =
-            games::waiting_seat(&mut tx, &product.product_id, &player.user_id).await?
-        {
+        games::lock_quick_matcher(&mut tx, pid, uid).await?;
+        let found =
+            games::pick_quick_match(&mut tx, pid, uid, name, except, created, joined).await?;
+        if let Some(game_id) = found.mine {
             tx.rollback().await?;
-            return Ok(match status {
-                SeatStatus::Held => Pick::Seated(game_id),
-                SeatStatus::Reserved => Pick::InFlight,
+            return Ok(match found.mine_status {
+                Some(SeatStatus::Held) => Pick::Seated(game_id),
+                _ => Pick::InFlight,
             });
         }
-        let target = games::lock_quick_match_target(&mut tx, &product.product_id, except).await?;
-        let Some(target) = target else {
-            let busy = games::any_quick_match_target(&mut tx, &product.product_id, except).await?;
-            tx.rollback().await?;
-            return Ok(if busy { Pick::Busy } else { Pick::Nothing });
+        let target = match (found.target, found.state) {
+            (Some(game_id), Some(state)) => Some((game_id, state, found.reserved)),
+            _ if found.busy => {
+                games::wait_quick_match(&mut tx, pid, uid, name, except, created, joined).await?
+            }
+            _ => None,
         };
-        let expiry = self.config.expiry.secs(target.state);
-        let seat = games::reserve_seat(
-            &mut tx,
-            target.game_id,
-            &player.user_id,
-            &player.username,
-            expiry,
-        )
-        .await?;
-        if seat.is_none() {
-            // Filled up by a commit between the scan and the lock: look again.
+        let pick = match target {
+            Some((game_id, state, true)) => Pick::Reserved(game_id, state),
+            Some((_, _, false)) => Pick::Again,
+            None => Pick::Nothing,
+        };
+        if matches!(pick, Pick::Reserved(..)) {
+            tx.commit().await?;
+        } else {
             tx.rollback().await?;
-            return Ok(Pick::Busy);
         }
-        tx.commit().await?;
-        Ok(Pick::Reserved(target.game_id, target.state))
+        Ok(pick)
     }
 
     async fn seated(

@@ -48,8 +48,8 @@ enum Pick {
     Seated(Uuid),
     /// The player's own join or quick match is still being confirmed.
     InFlight,
-    /// The seat chosen was taken by a commit between the statement's snapshot and its lock:
-    /// look again at once (a fresh snapshot sees that commit).
+    /// Look again at once: the seat chosen was taken by a commit between the statement's
+    /// snapshot and its lock, or the game every free seat was in has just been let go.
     Again,
     /// No game has a free seat.
     Nothing,
@@ -106,8 +106,8 @@ impl Lobby {
 
     /// One short transaction under the player's quick-match lock: the player's own waiting
     /// seat, else a seat in the oldest waiting game, in one statement. When every free seat is
-    /// held by another request, it waits for the oldest to be let go (a commit away) rather
-    /// than polling. Games whose game server refused this request are not tried again.
+    /// held by another request, it waits for the oldest game to be let go (a commit away)
+    /// rather than sleeping. Games whose game server refused this request are not tried again.
     async fn pick(&self, product: &Product, player: &Player, except: &[Uuid]) -> LobbyResult<Pick> {
         let (created, joined) = (
             self.config.expiry.secs(GameState::Created),
@@ -125,17 +125,17 @@ impl Lobby {
                 _ => Pick::InFlight,
             });
         }
-        let target = match (found.target, found.state) {
-            (Some(game_id), Some(state)) => Some((game_id, state, found.reserved)),
-            _ if found.busy => {
-                games::wait_quick_match(&mut tx, pid, uid, name, except, created, joined).await?
+        let pick = match (found.target, found.state, found.busy) {
+            (Some(game_id), Some(state), _) if found.reserved => Pick::Reserved(game_id, state),
+            (Some(_), ..) => Pick::Again,
+            (None, _, Some(busy)) => {
+                // Every free seat is held by another request until its commit: wait for the
+                // oldest to be let go, holding nothing, then look again.
+                tx.rollback().await?;
+                games::wait_for_game(&self.db, busy).await?;
+                return Ok(Pick::Again);
             }
-            _ => None,
-        };
-        let pick = match target {
-            Some((game_id, state, true)) => Pick::Reserved(game_id, state),
-            Some((_, _, false)) => Pick::Again,
-            None => Pick::Nothing,
+            (None, ..) => Pick::Nothing,
         };
         if matches!(pick, Pick::Reserved(..)) {
             tx.commit().await?;

@@ -646,8 +646,9 @@ pub struct QuickMatchPick {
     /// Whether a seat was reserved in `target`. False when the seat it chose was taken by a
     /// commit between the statement's snapshot and its lock: look again.
     pub reserved: bool,
-    /// No game could be locked but one waits with a free seat: another request holds it.
-    pub busy: bool,
+    /// No game could be locked, but this one, the oldest with a free seat, waits for players:
+    /// another request holds it.
+    pub busy: Option<Uuid>,
 }
 
 /// A quick match's look in one statement: the player's waiting seat (as [`waiting_seat`]),
@@ -718,14 +719,14 @@ pub async fn pick_quick_match(
         select m.game_id as "mine?", m.status as "mine_status?: SeatStatus",
                t.game_id as "target?", t.state as "state?: GameState",
                exists (select 1 from seat) as "reserved!",
-               (m.game_id is null and t.game_id is null and (
+               case when m.game_id is null and t.game_id is null then (
                    select g.game_id from games g
                    where g.product_id = $1 and g.state in ('created', 'creator_joined')
                      and g.seats_taken < g.num_players and g.join_code is null
                      and g.game_id <> all($4)
                    order by g.created_at, g.game_id
                    limit 1
-               ) is not null) as "busy!"
+               ) end as "busy?"
         from (select) one
         left join mine m on true
         left join target t on true
@@ -741,66 +742,22 @@ pub async fn pick_quick_match(
     .await
 }
 
-/// After a [`pick_quick_match`] found every free seat held: waits for the oldest waiting game
-/// with a free seat to be let go, locks it and reserves its lowest free seat, as
-/// [`pick_quick_match`] does. A game that has filled up meanwhile is passed over for the next
-/// (every wait is in the index's order, so these waits cannot deadlock). `None`
-/// when no game is left; otherwise the game, its state and whether the seat was reserved.
-/// The holders it waits for are single statements and their commits; no game-server call is
-/// made under a game's lock (docs/design.md).
-pub async fn wait_quick_match(
-    conn: &mut PgConnection,
-    product_id: &str,
-    player_id: &str,
-    username: &str,
-    except: &[Uuid],
-    expiry_created: f64,
-    expiry_joined: f64,
-) -> sqlx::Result<Option<(Uuid, GameState, bool)>> {
-    let row = sqlx::query!(
+/// Waits until no other transaction holds `game_id` for a seat (a [`pick_quick_match`] or a
+/// join between its lock and its commit), in a transaction of its own that holds nothing else,
+/// so it cannot be part of a deadlock. The key-share lock it takes conflicts only with
+/// `for update` and key changes, and its commit need not reach the disk: nothing is written.
+pub async fn wait_for_game(db: impl PgExecutor<'_>, game_id: Uuid) -> sqlx::Result<()> {
+    sqlx::query_scalar!(
         r#"
-        with target as (
-            select g.game_id, g.state, g.num_players
-            from games g
-            where g.product_id = $1 and g.state in ('created', 'creator_joined')
-              and g.seats_taken < g.num_players and g.join_code is null and g.game_id <> all($4)
-            order by g.created_at, g.game_id
-            limit 1
-            for update of g
-        ), seat as (
-            insert into game_players (game_id, num_players, player_id, username, seat, status)
-            select t.game_id, t.num_players, $2, $3, f.n, 'reserved'
-            from target t
-            cross join lateral (
-                select s.n from generate_series(0, t.num_players - 1) as s(n)
-                where s.n <> all (array(select p.seat from game_players p
-                                        where p.game_id = t.game_id))
-                order by s.n
-                limit 1
-            ) f
-            on conflict do nothing
-            returning game_id
-        ), touch as (
-            update games g
-            set updated_at = now(),
-                expires_at = now() + make_interval(
-                    secs => case when t.state = 'created' then $5::float8 else $6::float8 end)
-            from target t
-            where g.game_id = t.game_id and exists (select 1 from seat)
-        )
-        select t.game_id, t.state as "state: GameState", exists (select 1 from seat) as "reserved!"
-        from target t
+        select set_config('synchronous_commit', 'off', true) as "off!"
+        from games where game_id = $1
+        for key share
         "#,
-        product_id,
-        player_id,
-        username,
-        except,
-        expiry_created,
-        expiry_joined
+        game_id
     )
-    .fetch_optional(conn)
+    .fetch_optional(db)
     .await?;
-    Ok(row.map(|r| (r.game_id, r.state, r.reserved)))
+    Ok(())
 }
 
 /// The game of the product that holds a join code.

@@ -3,12 +3,12 @@
 //! taken with join's steps 2 and 3, the game made with create's flow.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, VecDeque},
     sync::{Arc, Mutex, PoisonError},
     time::Duration,
 };
 
-use tokio::sync::watch;
+use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use super::{
@@ -74,14 +74,14 @@ impl Lobby {
                 }
                 Pick::Again => {}
                 Pick::Nothing => match self.creations.turn(product) {
-                    Turn::Create => {
+                    Turn::Create(creating) => {
                         let created = self.create_for_match(product, player).await;
-                        self.creations.created(product);
+                        drop(creating);
                         return created;
                     }
-                    Turn::Wait(mut done) => {
-                        let _ = tokio::time::timeout_at(deadline, done.changed()).await;
-                        self.creations.woken(product);
+                    // Woken when a creation ends, for a seat it made (or when it failed).
+                    Turn::Wait(done) => {
+                        let _ = tokio::time::timeout_at(deadline, done).await;
                     }
                 },
                 Pick::Reserved(game_id, game_state) => {
@@ -175,68 +175,68 @@ impl Lobby {
 
 /// Keeps a burst of quick matches from creating a game each: a request that finds no free seat
 /// creates a game only if the games this process is already creating for the product will not
-/// seat the requests already waiting for them; otherwise it waits for the next creation to
-/// finish and looks again. Per process: several processes may each create one game too many,
-/// which is the "give or take the requests that raced" of a crowd.
+/// seat the requests already waiting for them; otherwise it waits for a creation to end and
+/// looks again. Each creation that ends wakes only as many waiters as it made free seats (the
+/// oldest first), not every waiter. Per process: several processes may each create one game
+/// too many, which is the "give or take the requests that raced" of a crowd.
 #[derive(Default)]
-pub(super) struct Gates(Mutex<HashMap<String, Arc<Gate>>>);
+pub(super) struct Gates(Mutex<HashMap<String, Arc<Mutex<Gate>>>>);
 
+#[derive(Default)]
 struct Gate {
-    counts: Mutex<GateCounts>,
-    /// Bumped whenever a creation ends (well or not): wakes the waiters.
-    done: watch::Sender<u64>,
-}
-
-#[derive(Default)]
-struct GateCounts {
     creating: usize,
-    waiting: usize,
+    /// The requests waiting for the games being created, oldest first.
+    waiting: VecDeque<oneshot::Sender<()>>,
 }
 
 enum Turn {
-    /// Create a game; call [`Gates::created`] when done.
-    Create,
-    /// Wait on this receiver for a creation to end, then call [`Gates::woken`] and look again.
-    Wait(watch::Receiver<u64>),
+    /// Create a game; drop the guard when done (well or not).
+    Create(Creating),
+    /// Wait on this receiver for a creation to end, then look again.
+    Wait(oneshot::Receiver<()>),
+}
+
+/// A creation in progress; dropping it (also when the request is cancelled) ends it and wakes
+/// the waiters its game can seat.
+struct Creating {
+    gate: Arc<Mutex<Gate>>,
+    seats: usize,
 }
 
 impl Gates {
-    fn gate(&self, product_id: &str) -> Arc<Gate> {
-        let mut gates = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        gates
-            .entry(product_id.to_string())
-            .or_insert_with(|| {
-                Arc::new(Gate {
-                    counts: Mutex::default(),
-                    done: watch::Sender::new(0),
-                })
-            })
-            .clone()
-    }
-
     fn turn(&self, product: &Product) -> Turn {
-        let gate = self.gate(&product.product_id);
-        let mut counts = gate.counts.lock().unwrap_or_else(PoisonError::into_inner);
-        let seats_coming = counts.creating * (product.num_players.max(2) as usize - 1);
-        if counts.waiting < seats_coming {
-            counts.waiting += 1;
-            Turn::Wait(gate.done.subscribe())
+        let gate = {
+            let mut gates = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+            gates.entry(product.product_id.clone()).or_default().clone()
+        };
+        let seats = product.num_players.max(2) as usize - 1;
+        let mut g = gate.lock().unwrap_or_else(PoisonError::into_inner);
+        // Waiters that gave up (out of patience, or cancelled) wait for nothing.
+        g.waiting.retain(|w| !w.is_closed());
+        if g.waiting.len() < g.creating * seats {
+            let (tx, rx) = oneshot::channel();
+            g.waiting.push_back(tx);
+            Turn::Wait(rx)
         } else {
-            counts.creating += 1;
-            Turn::Create
+            g.creating += 1;
+            drop(g);
+            Turn::Create(Creating { gate, seats })
         }
     }
+}
 
-    fn woken(&self, product: &Product) {
-        let gate = self.gate(&product.product_id);
-        let mut counts = gate.counts.lock().unwrap_or_else(PoisonError::into_inner);
-        counts.waiting = counts.waiting.saturating_sub(1);
-    }
-
-    fn created(&self, product: &Product) {
-        let gate = self.gate(&product.product_id);
-        let mut counts = gate.counts.lock().unwrap_or_else(PoisonError::into_inner);
-        counts.creating = counts.creating.saturating_sub(1);
-        gate.done.send_modify(|n| *n = n.wrapping_add(1));
+impl Drop for Creating {
+    fn drop(&mut self) {
+        let mut g = self.gate.lock().unwrap_or_else(PoisonError::into_inner);
+        g.creating = g.creating.saturating_sub(1);
+        let mut woken = 0;
+        while woken < self.seats {
+            let Some(waiter) = g.waiting.pop_front() else {
+                break;
+            };
+            if waiter.send(()).is_ok() {
+                woken += 1;
+            }
+        }
     }
 }

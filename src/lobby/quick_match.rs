@@ -3,18 +3,18 @@
 //! taken with join's steps 2 and 3, the game made with create's flow.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, VecDeque},
     sync::{Arc, Mutex, PoisonError},
     time::Duration,
 };
 
-use tokio::sync::watch;
+use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use super::{
     Lobby, LobbyResult,
     create::{Created, Kind},
-    join::{Confirmed, pause},
+    join::Confirmed,
 };
 use crate::{
     domain::{Game, GameState, LobbyError, Player, Product},
@@ -48,8 +48,9 @@ enum Pick {
     Seated(Uuid),
     /// The player's own join or quick match is still being confirmed.
     InFlight,
-    /// Every game with a free seat is held by another request right now.
-    Busy,
+    /// Look again at once: the seat chosen was taken by a commit between the statement's
+    /// snapshot and its lock, or the game every free seat was in has just been let go.
+    Again,
     /// No game has a free seat.
     Nothing,
 }
@@ -63,7 +64,6 @@ impl Lobby {
         region: Option<&str>,
     ) -> LobbyResult<(Game, QuickMatchOutcome)> {
         let mut refused = Vec::new();
-        let mut busy = 0u32;
         let patience = PATIENCE.max(self.config.game_server_timeout * 2);
         let deadline = tokio::time::Instant::now() + patience;
         loop {
@@ -71,25 +71,19 @@ impl Lobby {
             match self.pick(product, player, &refused, region).await? {
                 Pick::Seated(game_id) => return self.seated(product, game_id).await,
                 Pick::InFlight => return Err(LobbyError::QuickMatchInProgress),
-                Pick::Busy | Pick::Nothing if out_of_patience => {
+                Pick::Again | Pick::Nothing if out_of_patience => {
                     return self.create_for_match(product, player, region).await;
                 }
-                // Every free seat is held by another request for a moment: it will be taken or
-                // given back soon; look again rather than create a game that may not be needed.
-                Pick::Busy => {
-                    busy += 1;
-                    pause(busy.min(3)).await;
-                }
+                Pick::Again => {}
                 Pick::Nothing => match self.creations.turn(product) {
-                    Turn::Create => {
+                    Turn::Create(creating) => {
                         let created = self.create_for_match(product, player, region).await;
-                        self.creations.created(product);
+                        drop(creating);
                         return created;
                     }
-                    Turn::Wait(mut done) => {
-                        let _ = tokio::time::timeout_at(deadline, done.changed()).await;
-                        self.creations.woken(product);
-                        busy = 0;
+                    // Woken when a creation ends, for a seat it made (or when it failed).
+                    Turn::Wait(done) => {
+                        let _ = tokio::time::timeout_at(deadline, done).await;
                     }
                 },
                 Pick::Reserved(game_id, game_state) => {
@@ -115,8 +109,10 @@ impl Lobby {
         }
     }
 
-    /// One short transaction: the player's own waiting seat, else a seat in the oldest waiting
-    /// game nobody holds. Games whose game server refused this request are not tried again.
+    /// One short transaction under the player's quick-match lock: the player's own waiting
+    /// seat, else a seat in the oldest waiting game, in one statement. When every free seat is
+    /// held by another request, it waits for the oldest game to be let go (a commit away)
+    /// rather than sleeping. Games whose game server refused this request are not tried again.
     async fn pick(
         &self,
         product: &Product,
@@ -124,41 +120,41 @@ impl Lobby {
         except: &[Uuid],
         region: Option<&str>,
     ) -> LobbyResult<Pick> {
+        let (created, joined) = (
+            self.config.expiry.secs(GameState::Created),
+            self.config.expiry.secs(GameState::CreatorJoined),
+        );
+        let (pid, uid, name) = (&product.product_id, &player.user_id, &player.username);
         let mut tx = self.db.begin().await?;
-        games::lock_quick_matcher(&mut tx, &product.product_id, &player.user_id).await?;
-        if let Some((game_id, status)) =
-            games::waiting_seat(&mut tx, &product.product_id, &player.user_id).await?
-        {
+        games::lock_quick_matcher(&mut tx, pid, uid).await?;
+        let found =
+            games::pick_quick_match(&mut tx, pid, uid, name, except, region, created, joined)
+                .await?;
+        if let Some(game_id) = found.mine {
             tx.rollback().await?;
-            return Ok(match status {
-                SeatStatus::Held => Pick::Seated(game_id),
-                SeatStatus::Reserved => Pick::InFlight,
+            return Ok(match found.mine_status {
+                Some(SeatStatus::Held) => Pick::Seated(game_id),
+                _ => Pick::InFlight,
             });
         }
-        let target =
-            games::lock_quick_match_target(&mut tx, &product.product_id, except, region).await?;
-        let Some(target) = target else {
-            let busy =
-                games::any_quick_match_target(&mut tx, &product.product_id, except, region).await?;
-            tx.rollback().await?;
-            return Ok(if busy { Pick::Busy } else { Pick::Nothing });
+        let pick = match (found.target, found.state, found.busy) {
+            (Some(game_id), Some(state), _) if found.reserved => Pick::Reserved(game_id, state),
+            (Some(_), ..) => Pick::Again,
+            (None, _, Some(busy)) => {
+                // Every free seat is held by another request until its commit: wait for the
+                // oldest to be let go, holding nothing, then look again.
+                tx.rollback().await?;
+                games::wait_for_game(&self.db, busy).await?;
+                return Ok(Pick::Again);
+            }
+            (None, ..) => Pick::Nothing,
         };
-        let expiry = self.config.expiry.secs(target.state);
-        let seat = games::reserve_seat(
-            &mut tx,
-            target.game_id,
-            &player.user_id,
-            &player.username,
-            expiry,
-        )
-        .await?;
-        if seat.is_none() {
-            // Filled up by a commit between the scan and the lock: look again.
+        if matches!(pick, Pick::Reserved(..)) {
+            tx.commit().await?;
+        } else {
             tx.rollback().await?;
-            return Ok(Pick::Busy);
         }
-        tx.commit().await?;
-        Ok(Pick::Reserved(target.game_id, target.state))
+        Ok(pick)
     }
 
     async fn seated(
@@ -195,68 +191,68 @@ impl Lobby {
 
 /// Keeps a burst of quick matches from creating a game each: a request that finds no free seat
 /// creates a game only if the games this process is already creating for the product will not
-/// seat the requests already waiting for them; otherwise it waits for the next creation to
-/// finish and looks again. Per process: several processes may each create one game too many,
-/// which is the "give or take the requests that raced" of a crowd.
+/// seat the requests already waiting for them; otherwise it waits for a creation to end and
+/// looks again. Each creation that ends wakes only as many waiters as it made free seats (the
+/// oldest first), not every waiter. Per process: several processes may each create one game
+/// too many, which is the "give or take the requests that raced" of a crowd.
 #[derive(Default)]
-pub(super) struct Gates(Mutex<HashMap<String, Arc<Gate>>>);
+pub(super) struct Gates(Mutex<HashMap<String, Arc<Mutex<Gate>>>>);
 
+#[derive(Default)]
 struct Gate {
-    counts: Mutex<GateCounts>,
-    /// Bumped whenever a creation ends (well or not): wakes the waiters.
-    done: watch::Sender<u64>,
-}
-
-#[derive(Default)]
-struct GateCounts {
     creating: usize,
-    waiting: usize,
+    /// The requests waiting for the games being created, oldest first.
+    waiting: VecDeque<oneshot::Sender<()>>,
 }
 
 enum Turn {
-    /// Create a game; call [`Gates::created`] when done.
-    Create,
-    /// Wait on this receiver for a creation to end, then call [`Gates::woken`] and look again.
-    Wait(watch::Receiver<u64>),
+    /// Create a game; drop the guard when done (well or not).
+    Create(Creating),
+    /// Wait on this receiver for a creation to end, then look again.
+    Wait(oneshot::Receiver<()>),
+}
+
+/// A creation in progress; dropping it (also when the request is cancelled) ends it and wakes
+/// the waiters its game can seat.
+struct Creating {
+    gate: Arc<Mutex<Gate>>,
+    seats: usize,
 }
 
 impl Gates {
-    fn gate(&self, product_id: &str) -> Arc<Gate> {
-        let mut gates = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        gates
-            .entry(product_id.to_string())
-            .or_insert_with(|| {
-                Arc::new(Gate {
-                    counts: Mutex::default(),
-                    done: watch::Sender::new(0),
-                })
-            })
-            .clone()
-    }
-
     fn turn(&self, product: &Product) -> Turn {
-        let gate = self.gate(&product.product_id);
-        let mut counts = gate.counts.lock().unwrap_or_else(PoisonError::into_inner);
-        let seats_coming = counts.creating * (product.num_players.max(2) as usize - 1);
-        if counts.waiting < seats_coming {
-            counts.waiting += 1;
-            Turn::Wait(gate.done.subscribe())
+        let gate = {
+            let mut gates = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+            gates.entry(product.product_id.clone()).or_default().clone()
+        };
+        let seats = product.num_players.max(2) as usize - 1;
+        let mut g = gate.lock().unwrap_or_else(PoisonError::into_inner);
+        // Waiters that gave up (out of patience, or cancelled) wait for nothing.
+        g.waiting.retain(|w| !w.is_closed());
+        if g.waiting.len() < g.creating * seats {
+            let (tx, rx) = oneshot::channel();
+            g.waiting.push_back(tx);
+            Turn::Wait(rx)
         } else {
-            counts.creating += 1;
-            Turn::Create
+            g.creating += 1;
+            drop(g);
+            Turn::Create(Creating { gate, seats })
         }
     }
+}
 
-    fn woken(&self, product: &Product) {
-        let gate = self.gate(&product.product_id);
-        let mut counts = gate.counts.lock().unwrap_or_else(PoisonError::into_inner);
-        counts.waiting = counts.waiting.saturating_sub(1);
-    }
-
-    fn created(&self, product: &Product) {
-        let gate = self.gate(&product.product_id);
-        let mut counts = gate.counts.lock().unwrap_or_else(PoisonError::into_inner);
-        counts.creating = counts.creating.saturating_sub(1);
-        gate.done.send_modify(|n| *n = n.wrapping_add(1));
+impl Drop for Creating {
+    fn drop(&mut self) {
+        let mut g = self.gate.lock().unwrap_or_else(PoisonError::into_inner);
+        g.creating = g.creating.saturating_sub(1);
+        let mut woken = 0;
+        while woken < self.seats {
+            let Some(waiter) = g.waiting.pop_front() else {
+                break;
+            };
+            if waiter.send(()).is_ok() {
+                woken += 1;
+            }
+        }
     }
 }

@@ -260,40 +260,6 @@ pub async fn lock_and_reserve(
     .await
 }
 
-/// Reserves the lowest free seat; call with the game locked. `None` when every seat is taken.
-pub async fn reserve_seat(
-    conn: &mut PgConnection,
-    game_id: Uuid,
-    player_id: &str,
-    username: &str,
-    expires_in_secs: f64,
-) -> sqlx::Result<Option<i32>> {
-    sqlx::query_scalar!(
-        r#"
-        with seat as (
-            insert into game_players (game_id, num_players, player_id, username, seat, status)
-            select g.game_id, g.num_players, $2, $3, s.n, 'reserved'
-            from games g, generate_series(0, g.num_players - 1) as s(n)
-            where g.game_id = $1
-              and not exists (select 1 from game_players p where p.game_id = g.game_id and p.seat = s.n)
-            order by s.n
-            limit 1
-            returning seat
-        ), touch as (
-            update games set updated_at = now(), expires_at = now() + make_interval(secs => $4)
-            where game_id = $1 and exists (select 1 from seat)
-        )
-        select seat from seat
-        "#,
-        game_id,
-        player_id,
-        username,
-        expires_in_secs
-    )
-    .fetch_optional(conn)
-    .await
-}
-
 /// Turns a reservation into a held seat and answers the game as it is then, in one statement;
 /// `None` when the reservation is gone (or the game is not `product_id`'s).
 pub async fn hold_seat(
@@ -686,66 +652,140 @@ pub async fn waiting_seat(
     Ok(row.map(|r| (r.game_id, r.status)))
 }
 
-/// A game a quick match may seat a player in, locked.
+/// What one look of a quick match found, taken under [`lock_quick_matcher`] (see
+/// [`pick_quick_match`]).
 #[derive(Debug)]
-pub struct QuickMatchTarget {
-    pub game_id: Uuid,
-    pub state: GameState,
+pub struct QuickMatchPick {
+    /// The player's own seat in a game of the product still waiting for players: nothing
+    /// else was looked at.
+    pub mine: Option<Uuid>,
+    pub mine_status: Option<SeatStatus>,
+    /// The game locked for the player, in this state.
+    pub target: Option<Uuid>,
+    pub state: Option<GameState>,
+    /// Whether a seat was reserved in `target`. False when the seat it chose was taken by a
+    /// commit between the statement's snapshot and its lock: look again.
+    pub reserved: bool,
+    /// No game could be locked, but this one, the oldest with a free seat, waits for players:
+    /// another request holds it.
+    pub busy: Option<Uuid>,
 }
 
-/// Locks the oldest game of the product that waits for players and has a free seat (on an
-/// instance of `region`, if given), skipping games other requests hold right now (served by
-/// `games_quick_match_idx`).
-pub async fn lock_quick_match_target(
+/// A quick match's look in one statement: the player's waiting seat (as [`waiting_seat`]),
+/// else the oldest waiting game with a free seat nobody holds, locked without waiting, and
+/// the lowest free seat there reserved (restarting the game's clock with `expiry_created` or
+/// `expiry_joined`, by its state). Games in `except` are not tried. Call it under
+/// [`lock_quick_matcher`], in a statement of its own after it, so that its snapshot sees the
+/// player's earlier quick matches.
+///
+/// Every part is index-served whatever the statistics say: the player's seats by
+/// `game_players_player_idx`, the game by `games_quick_match_idx` in its own order, the free
+/// seat by the game's seats (a subplan per game, never an anti-join over all seats).
+#[allow(clippy::too_many_arguments)]
+pub async fn pick_quick_match(
     conn: &mut PgConnection,
     product_id: &str,
+    player_id: &str,
+    username: &str,
     except: &[Uuid],
     region: Option<&str>,
-) -> sqlx::Result<Option<QuickMatchTarget>> {
+    expiry_created: f64,
+    expiry_joined: f64,
+) -> sqlx::Result<QuickMatchPick> {
     sqlx::query_as!(
-        QuickMatchTarget,
+        QuickMatchPick,
         r#"
-        select game_id, state as "state: GameState"
-        from games
-        where product_id = $1 and state in ('created', 'creator_joined')
-          and seats_taken < num_players and join_code is null and game_id <> all($2)
-          and ($3::text is null
-               or server_key in (select server_key from game_server_instances where region = $3))
-        order by created_at, game_id
-        limit 1
-        for update skip locked
+        with mine as (
+            select s.game_id, s.status
+            from (
+                select p.game_id, p.status, p.joined_at,
+                       (select g.state from games g
+                        where g.game_id = p.game_id and g.product_id = $1) as state
+                from game_players p
+                where p.player_id = $2
+            ) s
+            where s.state in ('created', 'creator_joined')
+            order by s.joined_at desc
+            limit 1
+        ), target as (
+            select g.game_id, g.state, g.num_players
+            from games g
+            where g.product_id = $1 and g.state in ('created', 'creator_joined')
+              and g.seats_taken < g.num_players and g.join_code is null and g.game_id <> all($4)
+              and not exists (select 1 from mine)
+              and ($7::text is null
+                   or g.server_key in (select server_key from game_server_instances
+                                       where region = $7))
+            order by g.created_at, g.game_id
+            limit 1
+            for update of g skip locked
+        ), seat as (
+            insert into game_players (game_id, num_players, player_id, username, seat, status)
+            select t.game_id, t.num_players, $2, $3, f.n, 'reserved'
+            from target t
+            cross join lateral (
+                select s.n from generate_series(0, t.num_players - 1) as s(n)
+                where s.n <> all (array(select p.seat from game_players p
+                                        where p.game_id = t.game_id))
+                order by s.n
+                limit 1
+            ) f
+            on conflict do nothing
+            returning game_id
+        ), touch as (
+            update games g
+            set updated_at = now(),
+                expires_at = now() + make_interval(
+                    secs => case when t.state = 'created' then $5::float8 else $6::float8 end)
+            from target t
+            where g.game_id = t.game_id and exists (select 1 from seat)
+        )
+        select m.game_id as "mine?", m.status as "mine_status?: SeatStatus",
+               t.game_id as "target?", t.state as "state?: GameState",
+               exists (select 1 from seat) as "reserved!",
+               case when m.game_id is null and t.game_id is null then (
+                   select g.game_id from games g
+                   where g.product_id = $1 and g.state in ('created', 'creator_joined')
+                     and g.seats_taken < g.num_players and g.join_code is null
+                     and g.game_id <> all($4)
+                     and ($7::text is null
+                          or g.server_key in (select server_key from game_server_instances
+                                              where region = $7))
+                   order by g.created_at, g.game_id
+                   limit 1
+               ) end as "busy?"
+        from (select) one
+        left join mine m on true
+        left join target t on true
         "#,
         product_id,
+        player_id,
+        username,
         except,
-        region
-    )
-    .fetch_optional(conn)
-    .await
-}
-
-/// Whether any game of the product waits for players with a free seat, locked or not.
-pub async fn any_quick_match_target(
-    conn: &mut PgConnection,
-    product_id: &str,
-    except: &[Uuid],
-    region: Option<&str>,
-) -> sqlx::Result<bool> {
-    sqlx::query_scalar!(
-        r#"
-        select exists(
-            select 1 from games
-            where product_id = $1 and state in ('created', 'creator_joined')
-              and seats_taken < num_players and join_code is null and game_id <> all($2)
-          and ($3::text is null
-               or server_key in (select server_key from game_server_instances where region = $3))
-        ) as "exists!"
-        "#,
-        product_id,
-        except,
+        expiry_created,
+        expiry_joined,
         region
     )
     .fetch_one(conn)
     .await
+}
+
+/// Waits until no other transaction holds `game_id` for a seat (a [`pick_quick_match`] or a
+/// join between its lock and its commit), in a transaction of its own that holds nothing else,
+/// so it cannot be part of a deadlock. The key-share lock it takes conflicts only with
+/// `for update` and key changes, and its commit need not reach the disk: nothing is written.
+pub async fn wait_for_game(db: impl PgExecutor<'_>, game_id: Uuid) -> sqlx::Result<()> {
+    sqlx::query_scalar!(
+        r#"
+        select set_config('synchronous_commit', 'off', true) as "off!"
+        from games where game_id = $1
+        for key share
+        "#,
+        game_id
+    )
+    .fetch_optional(db)
+    .await?;
+    Ok(())
 }
 
 /// A game's instance: key, id, URL and socket URL (all `None` for a game older than fleets).

@@ -273,3 +273,38 @@ async fn quick_matches_on_two_processes_share_the_games(db: PgPool) {
         "{created} games for {PLAYERS} players"
     );
 }
+
+#[sqlx::test(migrator = "matchmaker::startup::MIGRATOR")]
+async fn a_quick_match_waits_for_a_held_game_rather_than_polling_or_creating(db: PgPool) {
+    let app = spawn_app(db).await;
+    let id = app.open_game("exrps", "alice").await;
+    let game_id = uuid::Uuid::parse_str(&id).unwrap();
+    // Another transaction holds the only game with a free seat, as a join in flight does.
+    let mut holder = app.db.begin().await.unwrap();
+    sqlx::query!(
+        "select game_id from games where game_id = $1 for update",
+        game_id
+    )
+    .fetch_one(&mut *holder)
+    .await
+    .unwrap();
+    let (res, ()) = tokio::join!(quick(&app, "exrps", "bob"), async {
+        eventually("the quick match waits on the game's lock", || async {
+            sqlx::query_scalar!(
+                r#"select count(*) as "n!" from pg_stat_activity
+                   where datname = current_database() and wait_event_type = 'Lock'"#
+            )
+            .fetch_one(&app.db)
+            .await
+            .unwrap()
+                > 0
+        })
+        .await;
+        holder.commit().await.unwrap();
+    });
+    assert_eq!(res.status(), 200);
+    let game: Value = res.json().await.unwrap();
+    assert_eq!(game["outcome"], "joined");
+    assert_eq!(game["game_id"], id.as_str());
+    assert_eq!(app.stub.calls("create_game").len(), 1, "alice's game only");
+}

@@ -35,6 +35,9 @@ pub enum LobbyError {
         instance_id: String,
         product_id: String,
     },
+    /// A region no instance of the product declares.
+    #[error("unknown region {region}")]
+    UnknownRegion { product_id: String, region: String },
     /// An instance from the configuration cannot be changed over HTTP.
     #[error("instance {instance_id} is configured")]
     InstanceConfigured { instance_id: String },

@@ -155,6 +155,9 @@ impl From<LobbyError> for ApiError {
                     "No game-server instance {instance_id:?} of product {product_id} is registered (or it was lost): register it again."
                 ),
             ),
+            E::UnknownRegion { product_id, region } => Self::bad_request(format!(
+                "Game Lobby: No game server of product {product_id} is in region {region}."
+            )),
             E::InstanceConfigured { instance_id } => Self::new(
                 S::CONFLICT,
                 format!(

@@ -8,7 +8,7 @@ use super::{Lobby, LobbyResult};
 use crate::{
     domain::{
         GameState, LobbyError, NoGameServer, Player, Product,
-        fleet::{Instance, InstanceSpec, InstanceState, Placement},
+        fleet::{Instance, InstanceSpec, InstanceState, Placement, valid_instance_id},
     },
     store::{
         instances::{self, InstanceRow, Removal, Wanted},
@@ -74,6 +74,14 @@ impl Lobby {
                 return Err(LobbyError::TooManyOpenGames { limit });
             }
             let (up, room) = instances::availability(&mut *tx, &w).await?;
+            if let Some(r) = region.filter(|_| !up) {
+                if !instances::region_known(&mut *tx, &product.product_id, r).await? {
+                    return Err(LobbyError::UnknownRegion {
+                        product_id: product.product_id.clone(),
+                        region: r.to_string(),
+                    });
+                }
+            }
             if !(up && room) {
                 return Err(LobbyError::NoGameServer {
                     product_id: product.product_id.clone(),
@@ -145,6 +153,7 @@ impl Lobby {
     }
 
     pub async fn heartbeat(&self, product: &Product, instance_id: &str) -> LobbyResult<Instance> {
+        check_id(instance_id)?;
         if !instances::heartbeat(&self.db, &product.product_id, instance_id).await? {
             return Err(not_found(product, instance_id));
         }
@@ -152,6 +161,7 @@ impl Lobby {
     }
 
     pub async fn drain(&self, product: &Product, instance_id: &str) -> LobbyResult<Instance> {
+        check_id(instance_id)?;
         if !instances::drain(&self.db, &product.product_id, instance_id).await? {
             return Err(not_found(product, instance_id));
         }
@@ -165,6 +175,7 @@ impl Lobby {
 
     /// Removes a registered instance; games it still holds end as if it were lost.
     pub async fn remove_instance(&self, product: &Product, instance_id: &str) -> LobbyResult<()> {
+        check_id(instance_id)?;
         let mut tx = self.db.begin().await?;
         match instances::remove(&mut tx, &product.product_id, instance_id).await? {
             Removal::Removed(key) => {
@@ -231,6 +242,16 @@ impl Lobby {
     fn ended_secs(&self) -> f64 {
         self.config.expiry.secs(GameState::Ended)
     }
+}
+
+/// An id no instance can have (it would not even reach the database intact) is a bad request.
+fn check_id(instance_id: &str) -> LobbyResult<()> {
+    if valid_instance_id(instance_id) {
+        return Ok(());
+    }
+    Err(LobbyError::InvalidInstance(
+        "the instance id must be 1 to 100 letters, digits, '-', '_' or '.'".into(),
+    ))
 }
 
 fn not_found(product: &Product, instance_id: &str) -> LobbyError {

@@ -486,3 +486,19 @@ pub async fn reachable(
     .fetch_optional(db)
     .await
 }
+
+/// Whether any instance of the product not lost declares `region`.
+pub async fn region_known(
+    db: impl PgExecutor<'_>,
+    product_id: &str,
+    region: &str,
+) -> sqlx::Result<bool> {
+    sqlx::query_scalar!(
+        r#"select exists(select 1 from game_server_instances
+                         where product_id = $1 and region = $2 and state <> 'lost') as "known!""#,
+        product_id,
+        region
+    )
+    .fetch_one(db)
+    .await
+}

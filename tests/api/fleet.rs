@@ -355,7 +355,7 @@ async fn a_draining_instance_gets_no_new_games_and_its_games_go_on(db: PgPool) {
 }
 
 #[sqlx::test(migrator = "matchmaker::startup::MIGRATOR")]
-async fn a_region_is_honoured_and_a_full_or_unknown_one_is_a_503(db: PgPool) {
+async fn a_region_is_honoured_a_full_one_is_a_503_and_an_unknown_one_a_400(db: PgPool) {
     let (eu, us) = (GameServerStub::start().await, GameServerStub::start().await);
     let servers = [("eu-1", &eu, 1, "eu"), ("us-1", &us, 100, "us")];
     let app = spawn_with(db, eu.clone(), fleet_settings(&servers, "")).await;
@@ -386,7 +386,10 @@ async fn a_region_is_honoured_and_a_full_or_unknown_one_is_a_503(db: PgPool) {
     let unknown = create(&app, "carol", "?region=mars").await;
     assert_eq!(
         problem(unknown).await,
-        (503, "Game Lobby: No game server of product fleet in region mars is up. Please try again shortly.".into())
+        (
+            400,
+            "Game Lobby: No game server of product fleet is in region mars.".into()
+        )
     );
     let bad = create(&app, "carol", "?region=a%20b").await;
     assert_eq!(problem(bad).await.0, 400);
@@ -498,6 +501,16 @@ async fn registration_checks_its_key_and_its_body(db: PgPool) {
     assert_eq!(problem(configured).await.0, 409);
     let remove = instance_call(&app, reqwest::Method::DELETE, "/cfg", None).await;
     assert_eq!(problem(remove).await.0, 409);
+    for id in ["a%00b", "%FF%FE"] {
+        let bad = instance_call(
+            &app,
+            reqwest::Method::POST,
+            &format!("/{id}/heartbeat"),
+            None,
+        )
+        .await;
+        assert_eq!(problem(bad).await.0, 400, "{id}");
+    }
     let unknown = instance_call(&app, reqwest::Method::POST, "/nobody/drain", None).await;
     assert_eq!(problem(unknown).await.0, 404);
 }

@@ -16,7 +16,9 @@ use crate::helpers::{
 fn fleet_settings(servers: &[(&str, &GameServerStub, u32, &str)], extra: &str) -> Settings {
     let mut toml = format!(
         r#"
-        game_server_timeout_ms = 500
+        # long enough that a loaded machine's slow connect is not a "could not connect" (which
+        # places the create again elsewhere, and the counts below would be off by one)
+        game_server_timeout_ms = 3000
         max_open_games_per_player = 0
         {extra}
 

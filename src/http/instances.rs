@@ -15,7 +15,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
     error::{ApiError, ApiResult, Problem, Unavailable},
-    extract::{LastSegment, ProductRef, game_server_key},
+    extract::{LastSegment, ProductSegment, authorization, game_server_key},
     state::AppState,
 };
 use crate::{
@@ -29,6 +29,27 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(heartbeat))
         .routes(routes!(drain))
         .routes(routes!(remove))
+}
+
+/// The product of a fleet route, for a caller that presents its `event_key`. A request without
+/// `Authorization` is a 401 before anything else, whatever the product.
+fn fleet_caller(
+    state: &AppState,
+    segment: &str,
+    headers: &HeaderMap,
+) -> ApiResult<std::sync::Arc<crate::domain::Product>> {
+    if !matches!(authorization(headers), Ok(Some(_))) {
+        return Err(ApiError::unauthorized(
+            "Game server not authorized: send `Authorization: Bearer <event_key>`.",
+        ));
+    }
+    let product = state
+        .lobby
+        .product(segment)
+        .ok_or_else(ApiError::invalid_product)?;
+    tracing::Span::current().record("product", product.product_id.as_str());
+    game_server_key(&product, headers)?;
+    Ok(product)
 }
 
 /// An instance, as it registers itself.
@@ -127,11 +148,11 @@ impl From<Instance> for InstanceView {
 )]
 async fn register(
     State(state): State<AppState>,
-    ProductRef(product): ProductRef,
+    ProductSegment(segment): ProductSegment,
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
-    game_server_key(&product, &headers)?;
+    let product = fleet_caller(&state, &segment, &headers)?;
     let r: Registration = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("Invalid instance: {e}.")))?;
     let spec = InstanceSpec {
@@ -169,10 +190,10 @@ async fn register(
 )]
 async fn list(
     State(state): State<AppState>,
-    ProductRef(product): ProductRef,
+    ProductSegment(segment): ProductSegment,
     headers: HeaderMap,
 ) -> ApiResult<Json<Vec<InstanceView>>> {
-    game_server_key(&product, &headers)?;
+    let product = fleet_caller(&state, &segment, &headers)?;
     let instances = state.lobby.instances(&product).await?;
     Ok(Json(instances.into_iter().map(Into::into).collect()))
 }
@@ -200,11 +221,11 @@ async fn list(
 )]
 async fn heartbeat(
     State(state): State<AppState>,
-    ProductRef(product): ProductRef,
+    ProductSegment(segment): ProductSegment,
     LastSegment(id): LastSegment,
     headers: HeaderMap,
 ) -> ApiResult<Json<InstanceView>> {
-    game_server_key(&product, &headers)?;
+    let product = fleet_caller(&state, &segment, &headers)?;
     Ok(Json(state.lobby.heartbeat(&product, &id).await?.into()))
 }
 
@@ -232,11 +253,11 @@ async fn heartbeat(
 )]
 async fn drain(
     State(state): State<AppState>,
-    ProductRef(product): ProductRef,
+    ProductSegment(segment): ProductSegment,
     LastSegment(id): LastSegment,
     headers: HeaderMap,
 ) -> ApiResult<Json<InstanceView>> {
-    game_server_key(&product, &headers)?;
+    let product = fleet_caller(&state, &segment, &headers)?;
     Ok(Json(state.lobby.drain(&product, &id).await?.into()))
 }
 
@@ -265,11 +286,11 @@ async fn drain(
 )]
 async fn remove(
     State(state): State<AppState>,
-    ProductRef(product): ProductRef,
+    ProductSegment(segment): ProductSegment,
     LastSegment(id): LastSegment,
     headers: HeaderMap,
 ) -> ApiResult<StatusCode> {
-    game_server_key(&product, &headers)?;
+    let product = fleet_caller(&state, &segment, &headers)?;
     state.lobby.remove_instance(&product, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -12,7 +12,7 @@
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::{Lobby, LobbyResult};
+use super::{Lobby, LobbyResult, quick_match::Creating};
 use crate::{
     domain::{
         Game, GameServerFault, GameState, LobbyError, Player, Product, fleet::Placement,
@@ -30,14 +30,16 @@ use crate::{
 const PLACEMENTS: usize = 3;
 
 /// What kind of game a create makes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+#[derive(Clone, Copy)]
+pub enum Kind<'a> {
     /// Listed once its creator connects.
     Public,
     /// Never listed nor quick-matched; others join it by its code.
     Private,
     /// Public, for a quick match: if the player got a seat elsewhere meanwhile, that seat wins.
-    QuickMatch,
+    /// With the request's turn at the creation gate, the game's free seats go to the requests
+    /// waiting there.
+    QuickMatch(Option<&'a Creating>),
 }
 
 /// What a create came to.
@@ -72,7 +74,7 @@ impl Lobby {
         &self,
         product: &Product,
         player: &Player,
-        kind: Kind,
+        kind: Kind<'_>,
         region: Option<&str>,
     ) -> LobbyResult<Created> {
         let mut tried = Vec::new();
@@ -142,7 +144,11 @@ impl Lobby {
             Kind::Private => games::insert_with_code(&self.db, &new, join_code::generate)
                 .await
                 .map(|saved| saved.map(|(t, code)| Ok((t, Some(code))))),
-            Kind::QuickMatch => self.insert_unless_waiting(product, player, &new).await,
+            Kind::QuickMatch(gate) => {
+                let handover = gate.map(|creating| (creating, &at));
+                self.insert_unless_waiting(product, player, &new, handover)
+                    .await
+            }
         };
         let (updated_at, join_code) = match saved {
             Ok(Some(Ok(saved))) => saved,
@@ -183,12 +189,16 @@ impl Lobby {
     }
 
     /// The quick match's insert: unless the player meanwhile got a seat in a waiting game of
-    /// the product (then that seat, and nothing is inserted).
+    /// the product (then that seat, and nothing is inserted). With `handover`, the same
+    /// transaction reserves the game's free seats for the oldest requests waiting at the gate
+    /// (each under its player's quick-match lock, taken without waiting, and unless that player
+    /// got a waiting seat meanwhile), and hands them over once committed.
     async fn insert_unless_waiting(
         &self,
         product: &Product,
         player: &Player,
         new: &NewGame<'_>,
+        handover: Option<(&Creating, &Placement)>,
     ) -> sqlx::Result<
         Option<Result<(chrono::DateTime<chrono::Utc>, Option<String>), (Uuid, SeatStatus)>>,
     > {
@@ -201,7 +211,42 @@ impl Lobby {
             return Ok(Some(Err(seat)));
         }
         let updated_at = games::insert(&mut *tx, new).await?;
+        let mut handed = Vec::new();
+        if let (Some(_), Some((creating, _))) = (updated_at, handover) {
+            for waiter in creating.take_waiters() {
+                let (pid, uid) = (&product.product_id, &waiter.player.user_id);
+                // A waiter left out (its lock held, or seated meanwhile) is woken to look again.
+                if games::try_lock_quick_matcher(&mut tx, pid, uid).await?
+                    && games::reserve_handed_seat(
+                        &mut tx,
+                        new.game_id,
+                        pid,
+                        uid,
+                        &waiter.player.username,
+                    )
+                    .await?
+                {
+                    handed.push(waiter);
+                }
+            }
+        }
         tx.commit().await?;
+        if let Some((creating, at)) = handover {
+            creating.handed(handed.len());
+            let expiry = self.config.expiry.secs(GameState::Created);
+            for waiter in handed {
+                let player_id = waiter.player.user_id.clone();
+                if waiter.hand(new.game_id, at).is_err() {
+                    // It stopped waiting: nobody will confirm the seat. If this fails, the
+                    // reaper frees the reservation once it is overdue.
+                    let freed =
+                        games::release_reservation(&self.db, new.game_id, &player_id, expiry);
+                    if let Err(e) = freed.await {
+                        tracing::warn!(error = %e, "a seat handed to a gone waiter not freed");
+                    }
+                }
+            }
+        }
         Ok(updated_at.map(|t| Ok((t, None))))
     }
 

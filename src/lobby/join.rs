@@ -71,7 +71,7 @@ impl Lobby {
                 let confirmed = self
                     .confirm_seat(product, player, game_id, &at, expiry)
                     .await;
-                self.fence().await;
+                self.fence_after_join(&confirmed).await;
                 match confirmed? {
                     Confirmed::Held(game) => Ok(*game),
                     Confirmed::Refused => Err(LobbyError::JoinRefused),
@@ -143,16 +143,16 @@ impl Lobby {
         )
     }
 
-    /// Where a game's calls go.
-    pub(super) async fn placement_of(
-        &self,
-        product: &Product,
-        game_id: Uuid,
-    ) -> LobbyResult<Placement> {
-        let (key, id, url, socket) = games::placement(&self.db, game_id)
-            .await?
-            .unwrap_or_default();
-        Ok(Placement::resolve(product, key, id, url, socket))
+    /// The fence after a seat was taken or given back (`listing.rs`), skipped when the seat is
+    /// held in a game the open-games list never shows: a private one, or one whose creator has
+    /// not connected yet (most quick matches).
+    pub(super) async fn fence_after_join(&self, confirmed: &LobbyResult<Confirmed>) {
+        if let Ok(Confirmed::Held(game)) = confirmed
+            && (game.state != GameState::CreatorJoined || game.join_code.is_some())
+        {
+            return;
+        }
+        self.fence().await;
     }
 
     async fn release(

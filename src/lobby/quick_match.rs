@@ -4,7 +4,10 @@
 
 use std::{
     collections::{HashMap, VecDeque},
-    sync::{Arc, Mutex, PoisonError},
+    sync::{
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::Duration,
 };
 
@@ -17,7 +20,7 @@ use super::{
     join::Confirmed,
 };
 use crate::{
-    domain::{Game, GameState, LobbyError, Player, Product},
+    domain::{Game, GameState, LobbyError, Player, Product, fleet::Placement},
     store::games::{self as games, SeatStatus},
 };
 
@@ -40,10 +43,17 @@ const REFUSALS: usize = 3;
 /// created by others) before it creates a game itself; at least twice the game-server timeout.
 const PATIENCE: Duration = Duration::from_secs(5);
 
+/// A seat reserved for a quick match, not yet confirmed by the game server.
+pub(super) struct Seat {
+    game_id: Uuid,
+    state: GameState,
+    at: Placement,
+}
+
 /// What the reservation step of a quick match found.
 enum Pick {
-    /// A seat is reserved in this game (in this state): ask the game server.
-    Reserved(Uuid, GameState),
+    /// A seat is reserved: ask the game server.
+    Reserved(Seat),
     /// The player already holds a seat in a waiting game of this product.
     Seated(Uuid),
     /// The player's own join or quick match is still being confirmed.
@@ -68,41 +78,41 @@ impl Lobby {
         let deadline = tokio::time::Instant::now() + patience;
         loop {
             let out_of_patience = tokio::time::Instant::now() >= deadline;
-            match self.pick(product, player, &refused, region).await? {
+            let seat = match self.pick(product, player, &refused, region).await? {
                 Pick::Seated(game_id) => return self.seated(product, game_id).await,
                 Pick::InFlight => return Err(LobbyError::QuickMatchInProgress),
                 Pick::Again | Pick::Nothing if out_of_patience => {
-                    return self.create_for_match(product, player, region).await;
+                    return self.create_for_match(product, player, region, None).await;
                 }
-                Pick::Again => {}
-                Pick::Nothing => match self.creations.turn(product) {
+                Pick::Again => continue,
+                Pick::Nothing => match self.creations.turn(product, player) {
                     Turn::Create(creating) => {
-                        let created = self.create_for_match(product, player, region).await;
-                        drop(creating);
-                        return created;
+                        return self
+                            .create_for_match(product, player, region, Some(&creating))
+                            .await;
                     }
-                    // Woken when a creation ends, for a seat it made (or when it failed).
-                    Turn::Wait(done) => {
-                        let _ = tokio::time::timeout_at(deadline, done).await;
-                    }
+                    // Woken when a creation ends: with a seat it reserved for this request, or
+                    // to look again (also when it failed, or gave its seats to older waiters).
+                    Turn::Wait(woken) => match tokio::time::timeout_at(deadline, woken).await {
+                        Ok(Ok(seat)) => seat,
+                        _ => continue,
+                    },
                 },
-                Pick::Reserved(game_id, game_state) => {
-                    let expiry = self.config.expiry.secs(game_state);
-                    let at = self.placement_of(product, game_id).await?;
-                    let confirmed = self
-                        .confirm_seat(product, player, game_id, &at, expiry)
-                        .await;
-                    self.fence().await;
-                    match confirmed? {
-                        Confirmed::Held(game) => return Ok((*game, QuickMatchOutcome::Joined)),
-                        // The game vanished while the game server was asked: look again.
-                        Confirmed::Gone => {}
-                        Confirmed::Refused => {
-                            refused.push(game_id);
-                            if refused.len() >= REFUSALS {
-                                return self.create_for_match(product, player, region).await;
-                            }
-                        }
+                Pick::Reserved(seat) => seat,
+            };
+            let expiry = self.config.expiry.secs(seat.state);
+            let confirmed = self
+                .confirm_seat(product, player, seat.game_id, &seat.at, expiry)
+                .await;
+            self.fence_after_join(&confirmed).await;
+            match confirmed? {
+                Confirmed::Held(game) => return Ok((*game, QuickMatchOutcome::Joined)),
+                // The game vanished while the game server was asked: look again.
+                Confirmed::Gone => {}
+                Confirmed::Refused => {
+                    refused.push(seat.game_id);
+                    if refused.len() >= REFUSALS {
+                        return self.create_for_match(product, player, region, None).await;
                     }
                 }
             }
@@ -138,7 +148,17 @@ impl Lobby {
             });
         }
         let pick = match (found.target, found.state, found.busy) {
-            (Some(game_id), Some(state), _) if found.reserved => Pick::Reserved(game_id, state),
+            (Some(game_id), Some(state), _) if found.reserved => Pick::Reserved(Seat {
+                game_id,
+                state,
+                at: Placement::resolve(
+                    product,
+                    found.server_key,
+                    found.instance_id,
+                    found.server_url,
+                    found.socket_url,
+                ),
+            }),
             (Some(_), ..) => Pick::Again,
             (None, _, Some(busy)) => {
                 // Every free seat is held by another request until its commit: wait for the
@@ -168,14 +188,17 @@ impl Lobby {
         Ok((game, QuickMatchOutcome::AlreadySeated))
     }
 
+    /// A new game for a quick match; `creating` (this request's turn at the gate) lets the
+    /// game's insert hand its free seats to the requests waiting for it.
     async fn create_for_match(
         &self,
         product: &Product,
         player: &Player,
         region: Option<&str>,
+        creating: Option<&Creating>,
     ) -> LobbyResult<(Game, QuickMatchOutcome)> {
         match self
-            .create(product, player, Kind::QuickMatch, region)
+            .create(product, player, Kind::QuickMatch(creating), region)
             .await?
         {
             Created::Game(game) => Ok((*game, QuickMatchOutcome::Created)),
@@ -191,10 +214,12 @@ impl Lobby {
 
 /// Keeps a burst of quick matches from creating a game each: a request that finds no free seat
 /// creates a game only if the games this process is already creating for the product will not
-/// seat the requests already waiting for them; otherwise it waits for a creation to end and
-/// looks again. Each creation that ends wakes only as many waiters as it made free seats (the
-/// oldest first), not every waiter. Per process: several processes may each create one game
-/// too many, which is the "give or take the requests that raced" of a crowd.
+/// seat the requests already waiting for them; otherwise it waits for a creation to end. A
+/// creation hands its game's free seats to the oldest waiters in the transaction that inserts
+/// the game (`Creating::take_waiters`), so a request that arrives meanwhile cannot take the
+/// seat a waiter waited for; the seats it could not hand over wake as many other waiters to
+/// look again. Per process: several processes may each create one game too many, which is the
+/// "give or take the requests that raced" of a crowd.
 #[derive(Default)]
 pub(super) struct Gates(Mutex<HashMap<String, Arc<Mutex<Gate>>>>);
 
@@ -202,25 +227,45 @@ pub(super) struct Gates(Mutex<HashMap<String, Arc<Mutex<Gate>>>>);
 struct Gate {
     creating: usize,
     /// The requests waiting for the games being created, oldest first.
-    waiting: VecDeque<oneshot::Sender<()>>,
+    waiting: VecDeque<Waiter>,
+}
+
+/// A quick match waiting at the gate.
+pub(super) struct Waiter {
+    pub player: Player,
+    wake: oneshot::Sender<Seat>,
+}
+
+impl Waiter {
+    /// Hands the waiter the seat reserved for it; gives the seat back (`Err`) if the waiter
+    /// stopped waiting.
+    pub fn hand(self, game_id: Uuid, at: &Placement) -> Result<(), ()> {
+        let seat = Seat {
+            game_id,
+            state: GameState::Created,
+            at: at.clone(),
+        };
+        self.wake.send(seat).map_err(drop)
+    }
 }
 
 enum Turn {
     /// Create a game; drop the guard when done (well or not).
     Create(Creating),
-    /// Wait on this receiver for a creation to end, then look again.
-    Wait(oneshot::Receiver<()>),
+    /// Wait on this receiver for a creation to end; a dropped sender means "look again".
+    Wait(oneshot::Receiver<Seat>),
 }
 
 /// A creation in progress; dropping it (also when the request is cancelled) ends it and wakes
-/// the waiters its game can seat.
-struct Creating {
+/// as many waiters as its game has free seats it did not hand over.
+pub(super) struct Creating {
     gate: Arc<Mutex<Gate>>,
     seats: usize,
+    handed: AtomicUsize,
 }
 
 impl Gates {
-    fn turn(&self, product: &Product) -> Turn {
+    fn turn(&self, product: &Product, player: &Player) -> Turn {
         let gate = {
             let mut gates = self.0.lock().unwrap_or_else(PoisonError::into_inner);
             gates.entry(product.product_id.clone()).or_default().clone()
@@ -228,16 +273,39 @@ impl Gates {
         let seats = product.num_players.max(2) as usize - 1;
         let mut g = gate.lock().unwrap_or_else(PoisonError::into_inner);
         // Waiters that gave up (out of patience, or cancelled) wait for nothing.
-        g.waiting.retain(|w| !w.is_closed());
+        g.waiting.retain(|w| !w.wake.is_closed());
         if g.waiting.len() < g.creating * seats {
-            let (tx, rx) = oneshot::channel();
-            g.waiting.push_back(tx);
-            Turn::Wait(rx)
+            let (wake, woken) = oneshot::channel();
+            g.waiting.push_back(Waiter {
+                player: player.clone(),
+                wake,
+            });
+            Turn::Wait(woken)
         } else {
             g.creating += 1;
             drop(g);
-            Turn::Create(Creating { gate, seats })
+            Turn::Create(Creating {
+                gate,
+                seats,
+                handed: AtomicUsize::new(0),
+            })
         }
+    }
+}
+
+impl Creating {
+    /// The oldest waiters, as many as the new game has free seats, for the game's insert to
+    /// reserve seats for. A waiter dropped without [`Waiter::hand`] looks again.
+    pub fn take_waiters(&self) -> Vec<Waiter> {
+        let mut g = self.gate.lock().unwrap_or_else(PoisonError::into_inner);
+        g.waiting.retain(|w| !w.wake.is_closed());
+        let n = self.seats.min(g.waiting.len());
+        g.waiting.drain(..n).collect()
+    }
+
+    /// `n` of the game's seats went to waiters.
+    pub fn handed(&self, n: usize) {
+        self.handed.fetch_add(n, Ordering::Relaxed);
     }
 }
 
@@ -245,12 +313,16 @@ impl Drop for Creating {
     fn drop(&mut self) {
         let mut g = self.gate.lock().unwrap_or_else(PoisonError::into_inner);
         g.creating = g.creating.saturating_sub(1);
+        let free = self
+            .seats
+            .saturating_sub(self.handed.load(Ordering::Relaxed));
+        // Dropping a waiter's sender wakes it to look again.
         let mut woken = 0;
-        while woken < self.seats {
+        while woken < free {
             let Some(waiter) = g.waiting.pop_front() else {
                 break;
             };
-            if waiter.send(()).is_ok() {
+            if !waiter.wake.is_closed() {
                 woken += 1;
             }
         }

@@ -620,6 +620,68 @@ pub async fn lock_quick_matcher(
     Ok(())
 }
 
+/// [`lock_quick_matcher`] without waiting: `false` when another transaction holds it.
+pub async fn try_lock_quick_matcher(
+    conn: &mut PgConnection,
+    product_id: &str,
+    player_id: &str,
+) -> sqlx::Result<bool> {
+    sqlx::query_scalar!(
+        r#"select pg_try_advisory_xact_lock(hashtext('matchmaker quick match'), hashtext($1 || '/' || $2)) as "locked!""#,
+        product_id,
+        player_id
+    )
+    .fetch_one(conn)
+    .await
+}
+
+/// Reserves the lowest free seat of `game_id` for a quick match waiting for it, unless the
+/// player already has a seat in a game of the product that waits for players (checked as
+/// [`waiting_seat`] does). Call it under the player's [`lock_quick_matcher`], in a statement of
+/// its own after it. `false`: nothing reserved.
+pub async fn reserve_handed_seat(
+    conn: &mut PgConnection,
+    game_id: Uuid,
+    product_id: &str,
+    player_id: &str,
+    username: &str,
+) -> sqlx::Result<bool> {
+    let seat = sqlx::query_scalar!(
+        r#"
+        with mine as (
+            select 1
+            from (
+                select (select g.state from games g
+                        where g.game_id = p.game_id and g.product_id = $2) as state
+                from game_players p
+                where p.player_id = $3
+            ) s
+            where s.state in ('created', 'creator_joined')
+        )
+        insert into game_players (game_id, num_players, player_id, username, seat, status)
+        select g.game_id, g.num_players, $3, $4, f.n, 'reserved'
+        from games g
+        cross join lateral (
+            select s.n from generate_series(0, g.num_players - 1) as s(n)
+            where s.n <> all (array(select p.seat from game_players p
+                                    where p.game_id = g.game_id))
+            order by s.n
+            limit 1
+        ) f
+        where g.game_id = $1 and g.product_id = $2 and not exists (select 1 from mine)
+        on conflict do nothing
+        returning seat
+        "#,
+        game_id,
+        product_id,
+        player_id,
+        username
+    )
+    .fetch_optional(conn)
+    .await?;
+    Ok(seat.is_some())
+}
+
 /// The player's seat in a game of the product that is still waiting for players
 /// (`created` or `creator_joined`), if any. Starts from the player's seats (a handful, by
 /// `game_players_player_idx`) whatever the statistics say: on a freshly migrated database the
@@ -669,6 +731,11 @@ pub struct QuickMatchPick {
     /// No game could be locked, but this one, the oldest with a free seat, waits for players:
     /// another request holds it.
     pub busy: Option<Uuid>,
+    /// `target`'s instance (all `None` for a game older than fleets).
+    pub server_key: Option<Uuid>,
+    pub instance_id: Option<String>,
+    pub server_url: Option<String>,
+    pub socket_url: Option<String>,
 }
 
 /// A quick match's look in one statement: the player's waiting seat (as [`waiting_seat`]),
@@ -708,7 +775,7 @@ pub async fn pick_quick_match(
             order by s.joined_at desc
             limit 1
         ), target as (
-            select g.game_id, g.state, g.num_players
+            select g.game_id, g.state, g.num_players, g.server_key
             from games g
             where g.product_id = $1 and g.state in ('created', 'creator_joined')
               and g.seats_taken < g.num_players and g.join_code is null and g.game_id <> all($4)
@@ -753,10 +820,13 @@ pub async fn pick_quick_match(
                                               where region = $7))
                    order by g.created_at, g.game_id
                    limit 1
-               ) end as "busy?"
+               ) end as "busy?",
+               t.server_key as "server_key?", i.instance_id as "instance_id?",
+               i.url as "server_url?", i.socket_url as "socket_url?"
         from (select) one
         left join mine m on true
         left join target t on true
+        left join game_server_instances i on i.server_key = t.server_key
         "#,
         product_id,
         player_id,
@@ -786,26 +856,6 @@ pub async fn wait_for_game(db: impl PgExecutor<'_>, game_id: Uuid) -> sqlx::Resu
     .fetch_optional(db)
     .await?;
     Ok(())
-}
-
-/// A game's instance: key, id, URL and socket URL (all `None` for a game older than fleets).
-#[allow(clippy::type_complexity)]
-pub async fn placement(
-    db: impl PgExecutor<'_>,
-    game_id: Uuid,
-) -> sqlx::Result<Option<(Option<Uuid>, Option<String>, Option<String>, Option<String>)>> {
-    let row = sqlx::query!(
-        r#"
-        select g.server_key, i.instance_id as "instance_id?", i.url as "url?",
-               i.socket_url as "socket_url?"
-        from games g left join game_server_instances i on i.server_key = g.server_key
-        where g.game_id = $1
-        "#,
-        game_id
-    )
-    .fetch_optional(db)
-    .await?;
-    Ok(row.map(|r| (r.server_key, r.instance_id, r.url, r.socket_url)))
 }
 
 /// The game of the product that holds a join code.

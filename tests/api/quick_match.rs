@@ -308,3 +308,54 @@ async fn a_quick_match_waits_for_a_held_game_rather_than_polling_or_creating(db:
     assert_eq!(game["game_id"], id.as_str());
     assert_eq!(app.stub.calls("create_game").len(), 1, "alice's game only");
 }
+
+#[sqlx::test(migrator = "matchmaker::startup::MIGRATOR")]
+async fn a_game_created_for_a_quick_match_seats_its_waiter_before_anyone_else_sees_it(db: PgPool) {
+    let app = spawn_patient(db, crate::helpers::GameServerStub::start().await).await;
+    // Alice's create takes a while on the game server; bob, arriving meanwhile, waits for it.
+    // Bob's join is slow too, so that he is still in flight when alice has her answer.
+    let slow = Behaviour::Delay(std::time::Duration::from_secs(2));
+    app.stub.set("create_game", slow.clone());
+    app.stub.set("join_game", slow);
+    let bob = async {
+        eventually("alice's create reached the game server", || async {
+            app.stub.calls("create_game").len() == 1
+        })
+        .await;
+        quick_ok(&app, "exrps", "bob").await
+    };
+    tokio::pin!(bob);
+    let alice = tokio::select! {
+        biased;
+        alice = quick_ok(&app, "exrps", "alice") => alice,
+        _ = &mut bob => panic!("bob was answered before alice"),
+    };
+    assert_eq!(alice["outcome"], "created");
+    let game_id = uuid::Uuid::parse_str(alice["game_id"].as_str().unwrap()).unwrap();
+
+    // The game's insert reserved bob's seat in the same commit: by the time alice has her
+    // answer, nobody else can take that seat.
+    let seated: Vec<String> = sqlx::query_scalar!(
+        "select player_id from game_players where game_id = $1 order by seat",
+        game_id
+    )
+    .fetch_all(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(seated, ["alice", "bob"]);
+    app.stub.set("create_game", Behaviour::Ok);
+    let carol = quick_ok(&app, "exrps", "carol").await;
+    assert_eq!(carol["outcome"], "created");
+    assert_ne!(carol["game_id"], alice["game_id"]);
+
+    let bob = bob.await;
+    assert_eq!(bob["outcome"], "joined");
+    assert_eq!(bob["game_id"], alice["game_id"]);
+    assert_eq!(bob["players"], json!(["alice", "bob"]));
+    assert_eq!(
+        app.stub.calls("create_game").len(),
+        2,
+        "alice's and carol's"
+    );
+    assert_eq!(app.stub.calls("join_game").len(), 1, "bob's");
+}

@@ -6,7 +6,7 @@ use std::{
     collections::{HashMap, VecDeque},
     sync::{
         Arc, Mutex, PoisonError,
-        atomic::{AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
     },
     time::Duration,
 };
@@ -225,7 +225,8 @@ pub(super) struct Gates(Mutex<HashMap<String, Arc<Mutex<Gate>>>>);
 
 #[derive(Default)]
 struct Gate {
-    creating: usize,
+    /// Free seats the creations in flight will bring and have not yet given out.
+    coming: usize,
     /// The requests waiting for the games being created, oldest first.
     waiting: VecDeque<Waiter>,
 }
@@ -261,6 +262,8 @@ enum Turn {
 pub(super) struct Creating {
     gate: Arc<Mutex<Gate>>,
     seats: usize,
+    /// Whether its seats were taken off `Gate::coming` (by `take_waiters`).
+    taken: AtomicBool,
     handed: AtomicUsize,
 }
 
@@ -274,7 +277,7 @@ impl Gates {
         let mut g = gate.lock().unwrap_or_else(PoisonError::into_inner);
         // Waiters that gave up (out of patience, or cancelled) wait for nothing.
         g.waiting.retain(|w| !w.wake.is_closed());
-        if g.waiting.len() < g.creating * seats {
+        if g.waiting.len() < g.coming {
             let (wake, woken) = oneshot::channel();
             g.waiting.push_back(Waiter {
                 player: player.clone(),
@@ -282,11 +285,12 @@ impl Gates {
             });
             Turn::Wait(woken)
         } else {
-            g.creating += 1;
+            g.coming += seats;
             drop(g);
             Turn::Create(Creating {
                 gate,
                 seats,
+                taken: AtomicBool::new(false),
                 handed: AtomicUsize::new(0),
             })
         }
@@ -298,6 +302,10 @@ impl Creating {
     /// reserve seats for. A waiter dropped without [`Waiter::hand`] looks again.
     pub fn take_waiters(&self) -> Vec<Waiter> {
         let mut g = self.gate.lock().unwrap_or_else(PoisonError::into_inner);
+        // From now on its seats are given out: a request arriving next must not wait for them.
+        if !self.taken.swap(true, Ordering::Relaxed) {
+            g.coming = g.coming.saturating_sub(self.seats);
+        }
         g.waiting.retain(|w| !w.wake.is_closed());
         let n = self.seats.min(g.waiting.len());
         g.waiting.drain(..n).collect()
@@ -312,7 +320,9 @@ impl Creating {
 impl Drop for Creating {
     fn drop(&mut self) {
         let mut g = self.gate.lock().unwrap_or_else(PoisonError::into_inner);
-        g.creating = g.creating.saturating_sub(1);
+        if !self.taken.load(Ordering::Relaxed) {
+            g.coming = g.coming.saturating_sub(self.seats);
+        }
         let free = self
             .seats
             .saturating_sub(self.handed.load(Ordering::Relaxed));

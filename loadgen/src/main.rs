@@ -793,6 +793,19 @@ impl Ctx {
         response.json::<Value>().await.ok()
     }
 
+    /// An unlabelled gauge's value from the service's `/metrics`, when served.
+    async fn gauge(&self, name: &str) -> Option<f64> {
+        let response = self
+            .http
+            .get(format!("{}/metrics", self.base()))
+            .send()
+            .await
+            .ok()?;
+        let text = response.text().await.ok()?;
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+    }
+
     /// `matchmaker_events_total{intake="stream",outcome=...}` from `/metrics`, when served.
     async fn stream_event_counts(&self) -> Option<BTreeMap<String, f64>> {
         let response = self
@@ -1638,6 +1651,9 @@ struct TargetLine {
 struct Memory {
     rss_mb: f64,
     peak_mb: f64,
+    /// Listed games the service held in memory then (`matchmaker_lobby_cache_games`), all
+    /// products: the big lobby plus whatever the other scenarios left listed.
+    held: Option<u64>,
 }
 
 fn read_memory(pid: u32) -> Option<Memory> {
@@ -1654,6 +1670,7 @@ fn read_memory(pid: u32) -> Option<Memory> {
     Some(Memory {
         rss_mb: round2(kb("VmRSS:")? / 1024.0),
         peak_mb: round2(kb("VmHWM:")? / 1024.0),
+        held: None,
     })
 }
 
@@ -1897,9 +1914,12 @@ fn targets(run: &Run) -> Vec<TargetLine> {
                 "{:.1} MB (peak {:.1} MB){}",
                 m.rss_mb,
                 m.peak_mb,
-                big.map_or(", no big lobby measured".into(), |n| format!(
-                    ", {n} listed"
-                ))
+                match (big, m.held) {
+                    (Some(n), Some(held)) =>
+                        format!(", {held} listed games held ({n} in the big lobby)"),
+                    (Some(n), None) => format!(", {n} listed in the big lobby"),
+                    (None, _) => ", no big lobby measured".into(),
+                }
             ),
             "≤ 60 MB with 10,000 listed",
             m.rss_mb <= 60.0 && big.is_some_and(|n| n >= 10_000),
@@ -2368,12 +2388,18 @@ async fn main() -> std::process::ExitCode {
         }
     }
 
-    let memory = ctx
+    let mut memory = ctx
         .cli
         .watch
         .iter()
         .find(|(name, _)| *name == ctx.cli.service)
         .and_then(|(_, pid)| read_memory(*pid));
+    if let Some(m) = memory.as_mut() {
+        m.held = ctx
+            .gauge("matchmaker_lobby_cache_games")
+            .await
+            .map(|n| n as u64);
+    }
     let run = Run {
         reports: &reports,
         cli: &ctx.cli,

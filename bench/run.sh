@@ -220,6 +220,19 @@ t0=$(date +%s%N)
 mm_pid=$!
 pids+=("$mm_pid")
 startup_ms=$(wait_ready "http://127.0.0.1:$mm_port/readyz" "$t0")
+# Memory with the big lobby loaded and nothing else listed yet (the target's "with 10,000
+# listed"); the end of the run holds whatever the scenarios left listed too.
+ready_mem=()
+for _ in $(seq 100); do
+  held=$(curl -sf "http://127.0.0.1:$mm_port/metrics" | sed -n 's/^matchmaker_lobby_cache_games //p')
+  if [ -n "$held" ] && [ "${held%.*}" -ge "$big_lobby" ]; then
+    rss_kb=$(sed -n 's/^VmRSS:[[:space:]]*\([0-9]*\) kB/\1/p' "/proc/$mm_pid/status")
+    ready_mem=(--ready-rss-mb "$(awk -v k="$rss_kb" 'BEGIN { printf "%.1f", k / 1024 }')" --ready-listed "${held%.*}")
+    break
+  fi
+  sleep 0.1
+done
+[ ${#ready_mem[@]} -gt 0 ] || echo "bench: the big lobby did not show as loaded; no memory reading at ready" >&2
 
 colyseus=()
 if [ "${BENCH_COLYSEUS:-1}" != 0 ]; then
@@ -264,7 +277,7 @@ echo "bench: loadgen (${BENCH_SCENARIOS:-all}) ..." >&2
   --clients "$clients" --duration "$secs" --events "$events" --join-games "$join_games" \
   --game-server "http://127.0.0.1:$gs_port" \
   --watch matchmaker="$mm_pid" --watch game-server="$gs_pid" "${pg_watch[@]}" "${colyseus[@]}" \
-  --service matchmaker --startup-ms "$startup_ms" \
+  --service matchmaker --startup-ms "$startup_ms" "${ready_mem[@]}" \
   "${open_loop[@]}" "${ceilings[@]}" \
   --json-out "$out/bench.json" >"$out/bench.txt" &
 lg_pid=$!

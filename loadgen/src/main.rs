@@ -169,6 +169,13 @@ struct Cli {
     /// target in the summary.
     #[arg(long)]
     startup_ms: Option<u64>,
+    /// The service's resident memory (MB) once ready, before any scenario, measured by the
+    /// caller; with --ready-listed, shown against the memory target.
+    #[arg(long)]
+    ready_rss_mb: Option<f64>,
+    /// Listed games the service held when --ready-rss-mb was read (the big lobby alone).
+    #[arg(long)]
+    ready_listed: Option<u64>,
     /// A ceiling, e.g. `join=3200.5` (pgbench TPS): `<scenario>` for the mirror of the service's
     /// own SQL, `<scenario>_min` for the minimal job; the summary shows the scenario's ratio to
     /// both (repeatable).
@@ -1907,6 +1914,14 @@ fn targets(run: &Run) -> Vec<TargetLine> {
         .closed("list_big")
         .and_then(|r| r.notes.get("lobby_games"))
         .and_then(Value::as_u64);
+    if let (Some(mb), Some(n)) = (run.cli.ready_rss_mb, run.cli.ready_listed) {
+        line(
+            format!("memory: {} resident once ready", run.cli.service),
+            format!("{mb:.1} MB, {n} listed games held (before any scenario)"),
+            "≤ 60 MB with 10,000 listed",
+            mb <= 60.0 && n >= 10_000,
+        );
+    }
     match run.memory {
         Some(m) => line(
             format!("memory: {} resident at the end", run.cli.service),
@@ -2190,6 +2205,7 @@ fn summary_json(run: &Run) -> Value {
         "ratios": ratios(run),
         "memory": run.memory,
         "startup_ms": run.cli.startup_ms,
+        "ready_memory": {"rss_mb": run.cli.ready_rss_mb, "listed": run.cli.ready_listed},
         "targets": targets(run),
     })
 }

@@ -800,21 +800,8 @@ impl Ctx {
         response.json::<Value>().await.ok()
     }
 
-    /// An unlabelled gauge's value from the service's `/metrics`, when served.
-    async fn gauge(&self, name: &str) -> Option<f64> {
-        let response = self
-            .http
-            .get(format!("{}/metrics", self.base()))
-            .send()
-            .await
-            .ok()?;
-        let text = response.text().await.ok()?;
-        text.lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-    }
-
-    /// `matchmaker_events_total{intake="stream",outcome=...}` from `/metrics`, when served.
-    async fn stream_event_counts(&self) -> Option<BTreeMap<String, f64>> {
+    /// The service's `/metrics` text, when served.
+    async fn metrics_text(&self) -> Option<String> {
         let response = self
             .http
             .get(format!("{}/metrics", self.base()))
@@ -824,7 +811,19 @@ impl Ctx {
         if !response.status().is_success() {
             return None;
         }
-        let text = response.text().await.ok()?;
+        response.text().await.ok()
+    }
+
+    /// An unlabelled gauge's value from the service's `/metrics`, when served.
+    async fn gauge(&self, name: &str) -> Option<f64> {
+        let text = self.metrics_text().await?;
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+    }
+
+    /// `matchmaker_events_total{intake="stream",outcome=...}` from `/metrics`, when served.
+    async fn stream_event_counts(&self) -> Option<BTreeMap<String, f64>> {
+        let text = self.metrics_text().await?;
         let mut out = BTreeMap::new();
         for line in text.lines() {
             let Some(rest) = line.strip_prefix("matchmaker_events_total{") else {

@@ -232,11 +232,12 @@ impl Lobby {
         }
         tx.commit().await?;
         if let Some((creating, at)) = handover {
-            creating.handed(handed.len());
             let expiry = self.config.expiry.secs(GameState::Created);
             for waiter in handed {
                 let player_id = waiter.player.user_id.clone();
-                if waiter.hand(new.game_id, at).is_err() {
+                if waiter.hand(new.game_id, at).is_ok() {
+                    creating.handed_one();
+                } else {
                     // It stopped waiting: nobody will confirm the seat. If this fails, the
                     // reaper frees the reservation once it is overdue.
                     let freed =

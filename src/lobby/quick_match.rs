@@ -311,9 +311,9 @@ impl Creating {
         g.waiting.drain(..n).collect()
     }
 
-    /// `n` of the game's seats went to waiters.
-    pub fn handed(&self, n: usize) {
-        self.handed.fetch_add(n, Ordering::Relaxed);
+    /// One of the game's seats went to a waiter (and it took it).
+    pub fn handed_one(&self) {
+        self.handed.fetch_add(1, Ordering::Relaxed);
     }
 }
 

@@ -821,6 +821,31 @@ impl Ctx {
             .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
     }
 
+    /// The lobby cache's lag from the service's histogram, when served and non-empty.
+    async fn cache_lag(&self) -> Option<CacheLag> {
+        let text = self.metrics_text().await?;
+        let prefix = "matchmaker_lobby_cache_lag_seconds_bucket{le=\"";
+        let mut buckets: Vec<(f64, f64)> = text
+            .lines()
+            .filter_map(|l| {
+                let (le, count) = l.strip_prefix(prefix)?.split_once("\"} ")?;
+                let le = if le == "+Inf" {
+                    f64::INFINITY
+                } else {
+                    le.parse().ok()?
+                };
+                Some((le, count.trim().parse().ok()?))
+            })
+            .collect();
+        buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let ms = |q| bucket_quantile(&buckets, q).map(|s| round2(s * 1000.0));
+        Some(CacheLag {
+            changes: buckets.last()?.1 as u64,
+            p50_ms: ms(0.5)?,
+            p99_ms: ms(0.99)?,
+        })
+    }
+
     /// `matchmaker_events_total{intake="stream",outcome=...}` from `/metrics`, when served.
     async fn stream_event_counts(&self) -> Option<BTreeMap<String, f64>> {
         let text = self.metrics_text().await?;
@@ -1685,6 +1710,44 @@ struct Run<'a> {
     reports: &'a [Report],
     cli: &'a Cli,
     memory: Option<Memory>,
+    cache_lag: Option<CacheLag>,
+}
+
+/// The lobby cache's lag over the whole run, from the service's
+/// `matchmaker_lobby_cache_lag_seconds` histogram: from a change's commit to this process's
+/// in-memory list showing it.
+#[derive(Clone, Copy, Serialize)]
+struct CacheLag {
+    changes: u64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+/// A quantile of a Prometheus histogram from its cumulative `(le, count)` buckets, by linear
+/// interpolation inside the bucket it falls in (as PromQL's `histogram_quantile`).
+fn bucket_quantile(buckets: &[(f64, f64)], q: f64) -> Option<f64> {
+    let total = buckets.last()?.1;
+    if total <= 0.0 {
+        return None;
+    }
+    let rank = q * total;
+    let (mut lower, mut below) = (0.0, 0.0);
+    for &(le, count) in buckets {
+        if count >= rank {
+            if le.is_infinite() {
+                return Some(lower);
+            }
+            let inside = count - below;
+            let share = if inside > 0.0 {
+                (rank - below) / inside
+            } else {
+                0.0
+            };
+            return Some(lower + (le - lower) * share);
+        }
+        (lower, below) = (le, count);
+    }
+    Some(lower)
 }
 
 impl Run<'_> {
@@ -2175,6 +2238,15 @@ fn table(run: &Run) -> String {
         }
     }
 
+    if let Some(lag) = run.cache_lag {
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "lobby cache lag (commit to the in-memory list, whole run, from matchmaker_lobby_cache_lag_seconds): {} changes, p50 {:.2} ms, p99 {:.2} ms",
+            lag.changes, lag.p50_ms, lag.p99_ms
+        );
+    }
+
     let lines = targets(run);
     if !lines.is_empty() {
         let _ = writeln!(out);
@@ -2203,6 +2275,7 @@ fn summary_json(run: &Run) -> Value {
         "ceilings": run.cli.ceilings.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<Map<String, Value>>(),
         "ratios": ratios(run),
         "memory": run.memory,
+        "lobby_cache_lag": run.cache_lag,
         "startup_ms": run.cli.startup_ms,
         "ready_memory": {"rss_mb": run.cli.ready_rss_mb, "listed": run.cli.ready_listed},
         "targets": targets(run),
@@ -2419,6 +2492,7 @@ async fn main() -> std::process::ExitCode {
         reports: &reports,
         cli: &ctx.cli,
         memory,
+        cache_lag: ctx.cache_lag().await,
     };
     let json = summary_json(&run);
     if let Some(path) = &ctx.cli.json_out {
@@ -2458,4 +2532,18 @@ fn game_server_share(before: Option<Value>, after: Option<Value>, secs: f64) -> 
         "mean_us": if calls > 0.0 { round2(busy_us / calls) } else { 0.0 },
         "cores": round2(cpu / secs.max(1e-9)),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bucket_quantile;
+
+    #[test]
+    fn a_quantile_is_interpolated_inside_its_bucket() {
+        let buckets = [(0.001, 50.0), (0.002, 100.0), (f64::INFINITY, 100.0)];
+        assert_eq!(bucket_quantile(&buckets, 0.5), Some(0.001));
+        let q75 = bucket_quantile(&buckets, 0.75).unwrap();
+        assert!((q75 - 0.0015).abs() < 1e-12, "{q75}");
+        assert_eq!(bucket_quantile(&[(0.001, 0.0)], 0.5), None);
+    }
 }

@@ -159,6 +159,18 @@ impl Application {
         }
     }
 
+    /// The lobby listener this application runs, for tests that drive its steps.
+    pub fn lobby_listener(&self) -> LobbyListener {
+        LobbyListener {
+            db: self.db.clone(),
+            hub: self.hub.clone(),
+            read_model: self.lobby.read_model().clone(),
+            products: self.products.clone(),
+            metrics: self.metrics.clone(),
+            render: PartialGame::json,
+        }
+    }
+
     /// Serves and runs the workers until `shutdown` is cancelled, then drains requests in
     /// flight and waits for the workers to stop.
     pub async fn run_until(self, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -180,15 +192,7 @@ impl Application {
         }
         tasks.spawn(self.reaper().run(shutdown.clone()));
         tasks.spawn(self.dispatcher().run(shutdown.clone()));
-        let listener = LobbyListener {
-            db: self.db.clone(),
-            hub: self.hub.clone(),
-            read_model: self.lobby.read_model().clone(),
-            products: self.products.clone(),
-            metrics: self.metrics.clone(),
-            render: PartialGame::json,
-        };
-        tasks.spawn(listener.run(shutdown.clone()));
+        tasks.spawn(self.lobby_listener().run(shutdown.clone()));
         tracing::info!(address = %self.listener.local_addr()?, "serving");
         http::serve(
             self.listener,

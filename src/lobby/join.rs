@@ -28,8 +28,9 @@ const LOCK_ATTEMPTS: u32 = 5;
 
 /// What the reservation step decided.
 enum Reservation {
-    /// A new seat is reserved: ask the game's instance.
-    Reserved(Placement),
+    /// A new seat is reserved: ask the game's instance. With the reservation's transaction
+    /// when the game was listed.
+    Reserved(Placement, Option<i64>),
     /// The player already holds a seat: answer with the game as it is.
     AlreadySeated,
 }
@@ -66,12 +67,12 @@ impl Lobby {
                     .await?
                     .ok_or_else(not_found)
             }
-            Some(Reservation::Reserved(at)) => {
+            Some(Reservation::Reserved(at, lobby_tx)) => {
                 let expiry = self.config.expiry.secs(GameState::CreatorJoined);
                 let confirmed = self
                     .confirm_seat(product, player, game_id, &at, expiry)
                     .await;
-                self.fence_after_join(&confirmed).await;
+                self.fence_after_join(&confirmed, lobby_tx).await;
                 match confirmed? {
                     Confirmed::Held(game) => Ok(*game),
                     Confirmed::Refused => Err(LobbyError::JoinRefused),
@@ -143,13 +144,23 @@ impl Lobby {
         )
     }
 
-    /// The fence after a seat was taken or given back (`listing.rs`), skipped when the seat is
-    /// held in a game the open-games list never shows: a private one, or one whose creator has
-    /// not connected yet (most quick matches).
-    pub(super) async fn fence_after_join(&self, confirmed: &LobbyResult<Confirmed>) {
+    /// The fence after a seat was taken or given back (`listing.rs`). A seat held in a game no
+    /// longer listed (a private one, one whose creator has not connected, one now full) needs
+    /// no fence of its own: if the game was listed, the reservation's own notification
+    /// (`lobby_tx`) unlisted it, and pages wait for that one (`read_model`'s commit fence). A
+    /// game still listed changed again at the hold, and a seat given back relisted it: those
+    /// send a fence.
+    pub(super) async fn fence_after_join(
+        &self,
+        confirmed: &LobbyResult<Confirmed>,
+        lobby_tx: Option<i64>,
+    ) {
         if let Ok(Confirmed::Held(game)) = confirmed
-            && (game.state != GameState::CreatorJoined || game.join_code.is_some())
+            && !game.is_listed()
         {
+            if let Some(tx) = lobby_tx {
+                self.read_model.fence_commit(tx);
+            }
             return;
         }
         self.fence().await;
@@ -227,7 +238,7 @@ impl Lobby {
                 target.server_url,
                 target.socket_url,
             );
-            return Ok(Some(Reservation::Reserved(at)));
+            return Ok(Some(Reservation::Reserved(at, target.lobby_tx)));
         }
         Err(LobbyError::Busy)
     }

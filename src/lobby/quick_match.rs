@@ -48,6 +48,8 @@ pub(super) struct Seat {
     game_id: Uuid,
     state: GameState,
     at: Placement,
+    /// The reservation's transaction, when its game was listed (see `Lobby::fence_after_join`).
+    lobby_tx: Option<i64>,
 }
 
 /// What the reservation step of a quick match found.
@@ -104,7 +106,7 @@ impl Lobby {
             let confirmed = self
                 .confirm_seat(product, player, seat.game_id, &seat.at, expiry)
                 .await;
-            self.fence_after_join(&confirmed).await;
+            self.fence_after_join(&confirmed, seat.lobby_tx).await;
             match confirmed? {
                 Confirmed::Held(game) => return Ok((*game, QuickMatchOutcome::Joined)),
                 // The game vanished while the game server was asked: look again.
@@ -151,6 +153,7 @@ impl Lobby {
             (Some(game_id), Some(state), _) if found.reserved => Pick::Reserved(Seat {
                 game_id,
                 state,
+                lobby_tx: found.lobby_tx,
                 at: Placement::resolve(
                     product,
                     found.server_key,
@@ -241,10 +244,12 @@ impl Waiter {
     /// Hands the waiter the seat reserved for it; gives the seat back (`Err`) if the waiter
     /// stopped waiting.
     pub fn hand(self, game_id: Uuid, at: &Placement) -> Result<(), ()> {
+        // A game being created was never listed: nothing to fence.
         let seat = Seat {
             game_id,
             state: GameState::Created,
             at: at.clone(),
+            lobby_tx: None,
         };
         self.wake.send(seat).map_err(drop)
     }

@@ -14,13 +14,17 @@
 //! leave, an event over HTTP), it sends a *fence*, a notification of its own on the same
 //! channel; notifications arrive in commit order, so until the listener has seen the fence,
 //! every change before it may still be on its way, and pages come from the database.
+//! When the change's own transaction notified (the trigger's notifications carry its id), a
+//! *commit fence* waits for that notification instead, which costs no round trip: a join's
+//! reservation of a listed game is one (docs/performance.md, "Lobby notifications").
 
 use std::{
-    collections::{BTreeMap, BTreeSet, HashMap},
+    collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque},
     sync::{
         Arc, Mutex, PoisonError, RwLock,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
+    time::{Duration, Instant},
 };
 
 use chrono::{DateTime, Utc};
@@ -60,6 +64,45 @@ impl ProductList {
     }
 }
 
+/// How long a commit fence is waited for. Its notification comes within milliseconds; one
+/// that has not come by then is lost (its listener reconnected) and the reload covers it.
+const COMMIT_FENCE_WAIT: Duration = Duration::from_secs(2);
+/// How long an applied transaction is remembered: longer than a commit can take to be fenced.
+const APPLIED_MEMORY: Duration = Duration::from_secs(5);
+
+/// The writes of this process that pages must not trail.
+#[derive(Default)]
+struct Fences {
+    /// Fences sent and not seen yet. Each is waited for by number: seeing a later one says
+    /// nothing of the writes behind an earlier one, which may commit after it.
+    unseen: BTreeSet<u64>,
+    /// Commits of ours whose notification was not applied yet: transaction id → (number, as
+    /// counted by `fences_sent`; when it was fenced).
+    commits: HashMap<i64, (u64, Instant)>,
+    /// Transactions whose notification was applied lately, oldest first: a commit fenced after
+    /// its notification was applied has nothing to wait for.
+    applied: VecDeque<(Instant, i64)>,
+    applied_ids: HashSet<i64>,
+}
+
+impl Fences {
+    fn forget_old(&mut self, now: Instant) {
+        while let Some(&(at, tx)) = self.applied.front() {
+            if now.duration_since(at) < APPLIED_MEMORY {
+                break;
+            }
+            self.applied.pop_front();
+            self.applied_ids.remove(&tx);
+        }
+        self.commits
+            .retain(|_, (_, at)| now.duration_since(*at) < COMMIT_FENCE_WAIT);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.unseen.is_empty() && self.commits.is_empty()
+    }
+}
+
 #[derive(Default)]
 struct State {
     in_sync: bool,
@@ -73,10 +116,8 @@ pub struct ReadModel {
     /// Tells this process's fences from other processes'.
     instance: String,
     fences_sent: AtomicU64,
-    /// Fences sent and not seen yet. Each is waited for by number: seeing a later one says
-    /// nothing of the writes behind an earlier one, which may commit after it.
-    unseen: Mutex<BTreeSet<u64>>,
-    /// `unseen` is not empty (read on every page without the lock).
+    fences: Mutex<Fences>,
+    /// `fences` is not empty (read on every page without the lock).
     fenced: AtomicBool,
 }
 
@@ -88,19 +129,21 @@ impl ReadModel {
             state: RwLock::default(),
             instance: Uuid::new_v4().simple().to_string(),
             fences_sent: AtomicU64::new(0),
-            unseen: Mutex::default(),
+            fences: Mutex::default(),
             fenced: AtomicBool::new(false),
         }
     }
 
-    /// The payload of a new fence, or `None` when no page is served from memory anyway.
+    /// The payload of a new fence, or `None` when no page is served from memory anyway. Sent
+    /// also while out of sync: a load that began before the fence covers its write, and one
+    /// that began after may have read before the write committed.
     pub fn next_fence(&self) -> Option<(u64, String)> {
-        if !self.in_sync() {
+        if !self.enabled {
             return None;
         }
         let n = self.fences_sent.fetch_add(1, Ordering::SeqCst) + 1;
-        self.update_fences(|unseen| {
-            unseen.insert(n);
+        self.update_fences(|f| {
+            f.unseen.insert(n);
         });
         Some((
             n,
@@ -110,8 +153,34 @@ impl ReadModel {
 
     /// A fence that could not be sent will never be seen: stop waiting for it.
     pub fn fence_failed(&self, n: u64) {
-        self.update_fences(|unseen| {
-            unseen.remove(&n);
+        self.update_fences(|f| {
+            f.unseen.remove(&n);
+        });
+    }
+
+    /// Pages wait for the notification of transaction `tx` of ours, which committed a change
+    /// to the list (unless it was applied already).
+    pub fn fence_commit(&self, tx: i64) {
+        if !self.enabled {
+            return;
+        }
+        let n = self.fences_sent.fetch_add(1, Ordering::SeqCst) + 1;
+        self.update_fences(|f| {
+            if !f.applied_ids.contains(&tx) {
+                f.commits.insert(tx, (n, Instant::now()));
+            }
+        });
+    }
+
+    /// The listener applied the notifications of these transactions.
+    pub fn applied_commits(&self, txs: impl IntoIterator<Item = i64>) {
+        let now = Instant::now();
+        self.update_fences(|f| {
+            for tx in txs {
+                if f.commits.remove(&tx).is_none() && f.applied_ids.insert(tx) {
+                    f.applied.push_back((now, tx));
+                }
+            }
         });
     }
 
@@ -120,20 +189,25 @@ impl ReadModel {
         if instance != self.instance {
             return false;
         }
-        self.update_fences(|unseen| {
-            unseen.remove(&n);
+        self.update_fences(|f| {
+            f.unseen.remove(&n);
         });
         true
     }
 
-    fn update_fences(&self, change: impl FnOnce(&mut BTreeSet<u64>)) {
-        let mut unseen = self.unseen.lock().unwrap_or_else(PoisonError::into_inner);
-        change(&mut unseen);
-        self.fenced.store(!unseen.is_empty(), Ordering::SeqCst);
+    fn update_fences(&self, change: impl FnOnce(&mut Fences)) {
+        let mut fences = self.fences.lock().unwrap_or_else(PoisonError::into_inner);
+        change(&mut fences);
+        fences.forget_old(Instant::now());
+        self.fenced.store(!fences.is_empty(), Ordering::SeqCst);
     }
 
     fn fenced(&self) -> bool {
-        self.fenced.load(Ordering::SeqCst)
+        // Only while fenced (pages then come from the database anyway): drop what is too old.
+        self.fenced.load(Ordering::SeqCst) && {
+            self.update_fences(|_| {});
+            self.fenced.load(Ordering::SeqCst)
+        }
     }
 
     /// Fences sent so far (read before a load: the load sees every write they follow).
@@ -170,7 +244,10 @@ impl ReadModel {
         state.products = products;
         state.in_sync = self.enabled;
         // A load sees every write that a fence sent before it follows.
-        self.update_fences(|unseen| unseen.retain(|n| *n > fences_before));
+        self.update_fences(|f| {
+            f.unseen.retain(|n| *n > fences_before);
+            f.commits.retain(|_, (n, _)| *n > fences_before);
+        });
     }
 
     /// Applies the current state of a changed game: listed (with its entry) or not. `game_id`
@@ -315,5 +392,41 @@ mod tests {
         assert_eq!(model.page("p", 0, 10, &all), None);
         assert!(model.is_empty());
         assert_eq!(ReadModel::new(false).page("p", 0, 1, &all), None);
+    }
+
+    #[test]
+    fn a_commit_fence_waits_for_its_own_notification_unless_it_was_applied() {
+        let model = ReadModel::new(true);
+        let all = SettingsFilter::default();
+        model.fence_commit(7);
+        assert_eq!(
+            model.page("p", 0, 1, &all),
+            None,
+            "not loaded yet: the database answers"
+        );
+        model.load(Vec::new(), model.fences_sent());
+        assert_eq!(model.page("p", 0, 1, &all).unwrap(), "[]");
+        // fenced before its notification is applied: the database answers until then
+        model.fence_commit(8);
+        assert_eq!(model.page("p", 0, 1, &all), None);
+        model.applied_commits([9]);
+        assert_eq!(model.page("p", 0, 1, &all), None, "another transaction's");
+        model.applied_commits([8]);
+        assert_eq!(model.page("p", 0, 1, &all).unwrap(), "[]");
+        // applied before it is fenced (the usual case: it came during the game-server call)
+        model.fence_commit(9);
+        assert_eq!(model.page("p", 0, 1, &all).unwrap(), "[]");
+        // a load covers the commits fenced before it started
+        model.fence_commit(10);
+        let before = model.fences_sent();
+        model.fence_commit(11);
+        model.load(Vec::new(), before);
+        assert_eq!(
+            model.page("p", 0, 1, &all),
+            None,
+            "11 may commit after the load read"
+        );
+        model.applied_commits([11]);
+        assert_eq!(model.page("p", 0, 1, &all).unwrap(), "[]");
     }
 }

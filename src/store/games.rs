@@ -30,6 +30,9 @@ pub struct JoinTarget {
     pub locked: bool,
     /// The seat reserved now.
     pub reserved: Option<i32>,
+    /// With a seat reserved in a listed game: the reservation's transaction, whose lobby
+    /// notification (the game unlisted or changed) a commit fence waits for.
+    pub lobby_tx: Option<i64>,
     /// The game's instance (all `None` for a game older than fleets).
     pub server_key: Option<Uuid>,
     pub instance_id: Option<String>,
@@ -213,7 +216,7 @@ pub async fn lock_and_reserve(
         JoinTarget,
         r#"
         with found as (
-            select g.state, g.num_players, g.seats_taken,
+            select g.state, g.num_players, g.seats_taken, g.join_code is null as public,
                    (select p.status from game_players p
                     where p.game_id = $1 and p.player_id = $3) as my_seat,
                    g.server_key, i.instance_id, i.url, i.socket_url
@@ -246,6 +249,7 @@ pub async fn lock_and_reserve(
                f.my_seat as "my_seat: SeatStatus",
                t.state is not null as "locked!",
                (select seat from seat) as reserved,
+               (select pg_current_xact_id()::text::int8 from seat where f.public) as lobby_tx,
                f.server_key as "server_key?", f.instance_id as "instance_id?",
                f.url as "server_url?", f.socket_url as "socket_url?"
         from found f left join target t on true
@@ -728,6 +732,9 @@ pub struct QuickMatchPick {
     /// Whether a seat was reserved in `target`. False when the seat it chose was taken by a
     /// commit between the statement's snapshot and its lock: look again.
     pub reserved: bool,
+    /// With a seat reserved in a listed game: this transaction, whose lobby notification a
+    /// commit fence waits for.
+    pub lobby_tx: Option<i64>,
     /// No game could be locked, but this one, the oldest with a free seat, waits for players:
     /// another request holds it.
     pub busy: Option<Uuid>,
@@ -810,6 +817,8 @@ pub async fn pick_quick_match(
         select m.game_id as "mine?", m.status as "mine_status?: SeatStatus",
                t.game_id as "target?", t.state as "state?: GameState",
                exists (select 1 from seat) as "reserved!",
+               (select pg_current_xact_id()::text::int8 from seat
+                where t.state = 'creator_joined') as lobby_tx,
                case when m.game_id is null and t.game_id is null then (
                    select g.game_id from games g
                    where g.product_id = $1 and g.state in ('created', 'creator_joined')

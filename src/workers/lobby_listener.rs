@@ -59,6 +59,8 @@ struct Notice {
     game_id: String,
     /// When the change was made, in seconds since the epoch.
     at: Option<f64>,
+    /// The transaction that made it (a commit fence waits for it).
+    tx: Option<i64>,
 }
 
 impl LobbyListener {
@@ -192,13 +194,16 @@ impl LobbyListener {
     pub async fn forward_once(&self, payloads: &[String]) -> anyhow::Result<()> {
         let mut notices = Vec::with_capacity(payloads.len());
         let mut fences = Vec::new();
+        let mut commits = Vec::new();
         for payload in payloads {
             match serde_json::from_str::<Message>(payload) {
                 Ok(Message::Fence(fence)) => fences.push(fence),
-                Ok(Message::Change(n)) if self.products.get(&n.product_id).is_some() => {
-                    notices.push(n)
+                Ok(Message::Change(n)) => {
+                    commits.extend(n.tx);
+                    if self.products.get(&n.product_id).is_some() {
+                        notices.push(n);
+                    }
                 }
-                Ok(Message::Change(_)) => {}
                 Err(e) => tracing::warn!(error = %e, "lobby listener: bad notification"),
             }
         }
@@ -210,6 +215,7 @@ impl LobbyListener {
         for fence in fences {
             self.read_model.saw_fence(&fence.instance, fence.fence);
         }
+        self.read_model.applied_commits(commits);
         Ok(())
     }
 

@@ -143,3 +143,91 @@ async fn after_a_storm_on_two_processes_every_page_is_the_databases(db: PgPool) 
         );
     }
 }
+
+/// A join's seat in a listed game: the process's next page does not show the game even while
+/// the listener has not applied the reservation's notification yet (the commit fence), and
+/// serves from memory again once it has, with no fence notification of its own.
+#[sqlx::test(migrator = "matchmaker::startup::MIGRATOR")]
+async fn a_join_waits_for_its_own_commits_notification_before_pages_come_from_memory(db: PgPool) {
+    use matchmaker::{
+        domain::{GameRef, Player, SettingsFilter},
+        lobby::{Listing, Page},
+        startup::Application,
+    };
+    let stub = GameServerStub::start().await;
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    // Not running: the listener applies notifications only when the test hands them over.
+    let app = Application::build(settings(&stub, ""), db.clone(), tcp).unwrap();
+    let (lobby, listener) = (app.lobby(), app.lobby_listener());
+    let product = lobby.product("exrps").unwrap();
+    let player = |name: &str| Player {
+        user_id: name.into(),
+        username: format!("{name}-name"),
+    };
+    let game = lobby
+        .create_game(&product, &player("alice"), false, None)
+        .await
+        .unwrap();
+    // alice connects (the game server's event, written as the stream intake writes it)
+    sqlx::query!(
+        "update games set state = 'creator_joined', lobby_at = now() where game_id = $1",
+        game.game_id
+    )
+    .execute(&db)
+    .await
+    .unwrap();
+    listener.load_once().await.unwrap();
+    let all = SettingsFilter::default();
+    let page = || async {
+        match lobby
+            .open_games("exrps", Page::default(), &all)
+            .await
+            .unwrap()
+        {
+            Listing::Json(json) => ("memory", serde_json::from_str::<Value>(&json).unwrap()),
+            Listing::Games(_, games) => ("database", Value::from(games.len())),
+            Listing::UnknownProduct => unreachable!(),
+        }
+    };
+    let (source, listed) = page().await;
+    assert_eq!(
+        (source, listed.as_array().map(Vec::len)),
+        ("memory", Some(1))
+    );
+
+    let mut notifications = sqlx::postgres::PgListener::connect_with(&db).await.unwrap();
+    notifications.listen("matchmaker_lobby").await.unwrap();
+    lobby
+        .join_game(&product, &player("bob"), &GameRef::from(game.game_id))
+        .await
+        .unwrap();
+    assert_eq!(
+        page().await,
+        ("database", Value::from(0)),
+        "the full game is gone from this process's pages at once"
+    );
+    // Only the reservation's own notifications come before a marker sent after the join
+    // (notifications arrive in commit order): no fence was sent.
+    sqlx::query!("select pg_notify('matchmaker_lobby', 'marker')")
+        .execute(&db)
+        .await
+        .unwrap();
+    let mut own = Vec::new();
+    loop {
+        let payload = notifications.recv().await.unwrap().payload().to_string();
+        if payload == "marker" {
+            break;
+        }
+        own.push(payload);
+    }
+    let txs: Vec<Value> = own
+        .iter()
+        .map(|p| serde_json::from_str::<Value>(p).unwrap()["tx"].clone())
+        .collect();
+    assert!(
+        !txs.is_empty() && txs.iter().all(|tx| tx.is_i64() && *tx == txs[0]),
+        "{own:?}"
+    );
+    listener.forward_once(&own).await.unwrap();
+    assert_eq!(page().await, ("memory", Value::Array(vec![])));
+}

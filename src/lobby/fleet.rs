@@ -49,27 +49,18 @@ impl Lobby {
             timeout_secs: self.config.instance_timeout.as_secs_f64(),
             limit: i64::from(limit),
         };
+        // One statement, a transaction of its own: the common case (docs/performance.md).
+        if let Some(p) = instances::place(&self.db, game_id, &player.user_id, &w).await? {
+            return Ok(p);
+        }
+        // Nothing placed: find out why under the creator's lock, and look again while the
+        // only reason is room on instances other creates held.
         let mut conn = self.db.acquire().await?;
         let mut tx = conn.begin().await?;
         if limit > 0 {
             intents::lock_creator(&mut tx, &player.user_id).await?;
         }
         for attempt in 0..PLACE_ATTEMPTS {
-            let placed =
-                match instances::place_unlimited(&mut *tx, game_id, &player.user_id, &w).await? {
-                    Some(p) => Some(p),
-                    None => {
-                        // Past the first rounds, wait for the best instance's lock rather than
-                        // pass over every instance other creates hold.
-                        let skip_locked = attempt < 2;
-                        instances::place_counted(&mut tx, game_id, &player.user_id, &w, skip_locked)
-                            .await?
-                    }
-                };
-            if let Some(p) = placed {
-                tx.commit().await?;
-                return Ok(p);
-            }
             if limit > 0 && !intents::below_limit(&mut tx, &player.user_id, limit).await? {
                 return Err(LobbyError::TooManyOpenGames { limit });
             }
@@ -93,7 +84,19 @@ impl Lobby {
                     },
                 });
             }
-            // Room, but on instances other creates held: look again.
+            let placed = match instances::place(&mut *tx, game_id, &player.user_id, &w).await? {
+                Some(p) => Some(p),
+                // Past the first round, wait for the best instance's lock rather than pass
+                // over every instance other creates hold.
+                None if attempt > 0 => {
+                    instances::place_counted_waiting(&mut tx, game_id, &player.user_id, &w).await?
+                }
+                None => None,
+            };
+            if let Some(p) = placed {
+                tx.commit().await?;
+                return Ok(p);
+            }
         }
         Err(LobbyError::NoGameServer {
             product_id: product.product_id.clone(),

@@ -43,10 +43,13 @@ pub struct InstanceRow {
     pub registered_at: DateTime<Utc>,
 }
 
-/// Records a create's intent (unless the creator is at their limit) on an instance without a
-/// capacity (a product's single
-/// `game_server_url`): nothing to count, so nothing is locked.
-pub async fn place_unlimited(
+/// Records a create's intent (unless the creator is at their limit) in one statement: on an
+/// instance without a capacity (a product's single `game_server_url`: nothing to count, so
+/// nothing is locked), else on the counted instance with the most room, counting it there and
+/// passing over instances other creates are placing on right now (so a burst spreads). With a
+/// limit, the creator's advisory lock is taken first, inside the statement's transaction
+/// (the function `place_create`, migration 20261202000004).
+pub async fn place(
     db: impl PgExecutor<'_>,
     game_id: Uuid,
     creator_id: &str,
@@ -55,9 +58,37 @@ pub async fn place_unlimited(
     sqlx::query_as!(
         Placement,
         r#"
+        select o_server_key as "server_key?", o_instance_id as "instance_id!",
+               o_url as "url!", o_socket_url as "socket_url!"
+        from place_create($1, $2, $3, $4, $5, $6, $7)
+        "#,
+        game_id,
+        w.product_id,
+        creator_id,
+        w.region,
+        w.timeout_secs,
+        w.exclude,
+        w.limit
+    )
+    .fetch_optional(db)
+    .await
+}
+
+/// [`place`]'s counted placement when every instance with room is held by other creates:
+/// waits for the best one's lock, and may then find it full (`None`: look again).
+pub async fn place_counted_waiting(
+    conn: &mut PgConnection,
+    game_id: Uuid,
+    creator_id: &str,
+    w: &Wanted<'_>,
+) -> sqlx::Result<Option<Placement>> {
+    sqlx::query_as!(
+        Placement,
+        r#"
         with pick as (
-            select server_key, instance_id, url, socket_url from game_server_instances
-            where product_id = $1 and state = 'active' and capacity is null
+            select server_key from game_server_instances
+            where product_id = $1 and state = 'active' and capacity is not null
+              and games < capacity
               and ($2::text is null or region = $2)
               and (configured or heartbeat_at > now() - make_interval(secs => $3))
               and server_key <> all($4)
@@ -65,15 +96,20 @@ pub async fn place_unlimited(
                    or (select count(*) from games
                        where creator_id = $6 and state in ('created', 'creator_joined'))
                     + (select count(*) from create_intents where creator_id = $6) < $7)
-            order by random()
+            order by capacity - games desc, random()
             limit 1
+            for update
+        ), counted as (
+            update game_server_instances i set games = i.games + 1
+            from pick where i.server_key = pick.server_key
+            returning i.server_key, i.instance_id, i.url, i.socket_url
         ), intent as (
             insert into create_intents (game_id, product_id, creator_id, server_key)
-            select $5, $1, $6, server_key from pick
+            select $5, $1, $6, server_key from counted
             returning server_key
         )
-        select p.server_key as "server_key?", p.instance_id, p.url, p.socket_url
-        from pick p join intent i on i.server_key = p.server_key
+        select c.server_key as "server_key?", c.instance_id, c.url, c.socket_url
+        from counted c join intent i on i.server_key = c.server_key
         "#,
         w.product_id,
         w.region,
@@ -83,102 +119,8 @@ pub async fn place_unlimited(
         creator_id,
         w.limit
     )
-    .fetch_optional(db)
+    .fetch_optional(conn)
     .await
-}
-
-/// Records a create's intent on the instance with the most room, counting it there. With
-/// `skip_locked`, instances other creates are placing on right now are passed over (so a
-/// burst spreads); without, the statement waits for the best one's lock and may then find it
-/// full (`None`: look again).
-pub async fn place_counted(
-    conn: &mut PgConnection,
-    game_id: Uuid,
-    creator_id: &str,
-    w: &Wanted<'_>,
-    skip_locked: bool,
-) -> sqlx::Result<Option<Placement>> {
-    if skip_locked {
-        sqlx::query_as!(
-            Placement,
-            r#"
-            with pick as (
-                select server_key from game_server_instances
-                where product_id = $1 and state = 'active' and capacity is not null
-                  and games < capacity
-                  and ($2::text is null or region = $2)
-                  and (configured or heartbeat_at > now() - make_interval(secs => $3))
-                  and server_key <> all($4)
-                  and ($7::int8 = 0
-                       or (select count(*) from games
-                           where creator_id = $6 and state in ('created', 'creator_joined'))
-                        + (select count(*) from create_intents where creator_id = $6) < $7)
-                order by capacity - games desc, random()
-                limit 1
-                for update skip locked
-            ), counted as (
-                update game_server_instances i set games = i.games + 1
-                from pick where i.server_key = pick.server_key
-                returning i.server_key, i.instance_id, i.url, i.socket_url
-            ), intent as (
-                insert into create_intents (game_id, product_id, creator_id, server_key)
-                select $5, $1, $6, server_key from counted
-                returning server_key
-            )
-            select c.server_key as "server_key?", c.instance_id, c.url, c.socket_url
-            from counted c join intent i on i.server_key = c.server_key
-            "#,
-            w.product_id,
-            w.region,
-            w.timeout_secs,
-            w.exclude,
-            game_id,
-            creator_id,
-            w.limit
-        )
-        .fetch_optional(conn)
-        .await
-    } else {
-        sqlx::query_as!(
-            Placement,
-            r#"
-            with pick as (
-                select server_key from game_server_instances
-                where product_id = $1 and state = 'active' and capacity is not null
-                  and games < capacity
-                  and ($2::text is null or region = $2)
-                  and (configured or heartbeat_at > now() - make_interval(secs => $3))
-                  and server_key <> all($4)
-                  and ($7::int8 = 0
-                       or (select count(*) from games
-                           where creator_id = $6 and state in ('created', 'creator_joined'))
-                        + (select count(*) from create_intents where creator_id = $6) < $7)
-                order by capacity - games desc, random()
-                limit 1
-                for update
-            ), counted as (
-                update game_server_instances i set games = i.games + 1
-                from pick where i.server_key = pick.server_key
-                returning i.server_key, i.instance_id, i.url, i.socket_url
-            ), intent as (
-                insert into create_intents (game_id, product_id, creator_id, server_key)
-                select $5, $1, $6, server_key from counted
-                returning server_key
-            )
-            select c.server_key as "server_key?", c.instance_id, c.url, c.socket_url
-            from counted c join intent i on i.server_key = c.server_key
-            "#,
-            w.product_id,
-            w.region,
-            w.timeout_secs,
-            w.exclude,
-            game_id,
-            creator_id,
-            w.limit
-        )
-        .fetch_optional(conn)
-        .await
-    }
 }
 
 /// Whether any instance is up for new games (as `place_*` would take it, room aside), and

@@ -16,7 +16,8 @@
 //! every change before it may still be on its way, and pages come from the database.
 //! When the change's own transaction notified (the trigger's notifications carry its id), a
 //! *commit fence* waits for that notification instead, which costs no round trip: a join's
-//! reservation of a listed game is one (docs/performance.md, "Lobby notifications").
+//! reservation of a listed game is one (docs/performance.md, "Lobby notifications serialise
+//! commits").
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque},
@@ -424,7 +425,7 @@ mod tests {
         assert_eq!(
             model.page("p", 0, 1, &all),
             None,
-            "11 may commit after the load read"
+            "11 was fenced after the load began, which may not have seen its write"
         );
         model.applied_commits([11]);
         assert_eq!(model.page("p", 0, 1, &all).unwrap(), "[]");

@@ -5,6 +5,8 @@
 -- so the count below sees every create of this creator that committed before the lock was
 -- granted, as it did when the lock and the placement were statements of one transaction.
 -- Returns no row when nothing could be placed; the caller then looks at why (lobby/fleet.rs).
+-- Also: instance_live_games, the count the triggers keep for an instance with a capacity, for
+-- the statements that start counting one (store/instances.rs).
 
 create function place_create(p_game_id uuid, p_product_id text, p_creator_id text,
                              p_region text, p_timeout_secs float8, p_exclude uuid[],
@@ -14,6 +16,12 @@ language plpgsql volatile as $$
 begin
     if p_limit > 0 then
         perform pg_advisory_xact_lock(hashtext('matchmaker creator ' || p_creator_id));
+        if (select count(*) from games g
+            where g.creator_id = p_creator_id and g.state in ('created', 'creator_joined'))
+           + (select count(*) from create_intents c where c.creator_id = p_creator_id)
+           >= p_limit then
+            return;
+        end if;
     end if;
     -- an instance without a capacity: nothing to count, so nothing is locked
     return query
@@ -23,10 +31,6 @@ begin
               and (p_region is null or i.region = p_region)
               and (i.configured or i.heartbeat_at > now() - make_interval(secs => p_timeout_secs))
               and i.server_key <> all(p_exclude)
-              and (p_limit = 0
-                   or (select count(*) from games g
-                       where g.creator_id = p_creator_id and g.state in ('created', 'creator_joined'))
-                    + (select count(*) from create_intents c where c.creator_id = p_creator_id) < p_limit)
             order by random()
             limit 1
         ), intent as (
@@ -48,10 +52,6 @@ begin
               and (p_region is null or i.region = p_region)
               and (i.configured or i.heartbeat_at > now() - make_interval(secs => p_timeout_secs))
               and i.server_key <> all(p_exclude)
-              and (p_limit = 0
-                   or (select count(*) from games g
-                       where g.creator_id = p_creator_id and g.state in ('created', 'creator_joined'))
-                    + (select count(*) from create_intents c where c.creator_id = p_creator_id) < p_limit)
             order by i.capacity - i.games desc, random()
             limit 1
             for update skip locked
@@ -67,4 +67,10 @@ begin
         select c.server_key, c.instance_id, c.url, c.socket_url
         from counted c join intent n on n.server_key = c.server_key;
 end;
+$$;
+
+create function instance_live_games(p_server_key uuid) returns bigint
+language sql stable as $$
+    select (select count(*) from games g where g.server_key = p_server_key and g.state <> 'ended')
+         + (select count(*) from create_intents c where c.server_key = p_server_key)
 $$;

@@ -169,13 +169,9 @@ pub async fn sync_configured(
                 state = 'active', heartbeat_at = now(),
                 -- Counted from here on if it was not before; a count the triggers already
                 -- keep stays, since a recount would miss the creates still in flight.
-                games = case when game_server_instances.capacity is null then
-                            (select count(*) from games g
-                             where g.server_key = game_server_instances.server_key
-                               and g.state <> 'ended')
-                          + (select count(*) from create_intents c
-                             where c.server_key = game_server_instances.server_key)
-                        else game_server_instances.games end
+                games = case when game_server_instances.capacity is null
+                             then instance_live_games(game_server_instances.server_key)
+                             else game_server_instances.games end
             "#,
             product_id,
             s.id,
@@ -216,13 +212,9 @@ pub async fn register(
         set url = excluded.url, socket_url = excluded.socket_url, capacity = excluded.capacity,
             region = excluded.region, state = 'active', heartbeat_at = now(),
             -- as in sync_configured: only an instance not counted before is counted now
-            games = case when game_server_instances.capacity is null then
-                        (select count(*) from games g
-                         where g.server_key = game_server_instances.server_key
-                           and g.state <> 'ended')
-                      + (select count(*) from create_intents c
-                         where c.server_key = game_server_instances.server_key)
-                    else game_server_instances.games end
+            games = case when game_server_instances.capacity is null
+                         then instance_live_games(game_server_instances.server_key)
+                         else game_server_instances.games end
         where not game_server_instances.configured
         returning (xmax = 0) as "inserted!"
         "#,

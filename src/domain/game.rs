@@ -44,9 +44,10 @@ impl GameState {
         Self::ALL.into_iter().find(|state| state.as_str() == s)
     }
 
-    /// The state after this one, if any.
-    pub fn next(self) -> Option<Self> {
-        Self::ALL.into_iter().find(|s| *s > self)
+    /// The state a game must be in to move to this one (states move forward one at a time,
+    /// `docs/api.md`), if any.
+    pub fn previous(self) -> Option<Self> {
+        Self::ALL.into_iter().rev().find(|s| *s < self)
     }
 }
 
@@ -165,9 +166,12 @@ mod tests {
 
     #[test]
     fn states_move_forward_one_at_a_time() {
-        assert_eq!(GameState::Created.next(), Some(GameState::CreatorJoined));
-        assert_eq!(GameState::InProgress.next(), Some(GameState::Ended));
-        assert_eq!(GameState::Ended.next(), None);
+        assert_eq!(
+            GameState::CreatorJoined.previous(),
+            Some(GameState::Created)
+        );
+        assert_eq!(GameState::Ended.previous(), Some(GameState::InProgress));
+        assert_eq!(GameState::Created.previous(), None);
         assert_eq!(
             GameState::parse("all_players_joined"),
             Some(GameState::AllPlayersJoined)

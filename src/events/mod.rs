@@ -125,7 +125,7 @@ pub async fn apply(
             let Some((state, _)) = store::lock_for_event(conn, *game_id, product_id).await? else {
                 return Ok(Outcome::UnknownGame);
             };
-            if state.next() != Some(*new_state) {
+            if new_state.previous() != Some(state) {
                 tracing::info!(%game_id, from = %state, to = %new_state, "state change out of order, ignored");
                 return Ok(Outcome::InvalidTransition);
             }
@@ -207,8 +207,12 @@ pub async fn apply_state_changes(
     let products: Vec<String> = changes.iter().map(|c| c.0.to_string()).collect();
     let ids: Vec<Uuid> = changes.iter().map(|c| c.1).collect();
     let states: Vec<String> = changes.iter().map(|c| c.2.as_str().to_string()).collect();
+    let from: Vec<Option<String>> = changes
+        .iter()
+        .map(|c| c.2.previous().map(|s| s.as_str().to_string()))
+        .collect();
     let secs: Vec<f64> = changes.iter().map(|c| expiry.secs(c.2)).collect();
-    let results = store::set_states(conn, &products, &ids, &states, &secs).await?;
+    let results = store::set_states(conn, &products, &ids, &states, &from, &secs).await?;
     Ok(changes
         .iter()
         .zip(results)

@@ -378,54 +378,57 @@ pub async fn set_state(
     Ok(())
 }
 
-/// What [`set_states`] did to one game: its state before (`None`: no such game for that product)
-/// and whether it moved.
+/// What [`set_states`] did to one game: whether it moved, and if not, its state (`None`: no
+/// such game for that product).
 #[derive(Debug)]
 pub struct StateChangeResult {
     pub before: Option<GameState>,
     pub applied: bool,
 }
 
-/// Moves each game `ids[i]` of `products[i]` to `states[i]` if that is the state after its
-/// current one, as [`lock_for_event`] + [`set_state`] would one game at a time, in one
-/// statement. The games must be distinct. Results come in the order of the input.
+/// Moves each game `ids[i]` of `products[i]` to `states[i]` if it is in `from[i]`, in one
+/// statement; the games must be distinct. Results come in the order of the input.
+///
+/// The update locks each row itself and, if another transaction changed it first, checks
+/// `from` against the new version. A game left unchanged is looked up again only then, and
+/// that state is only reported (it may predate a concurrent change).
 pub async fn set_states(
     conn: &mut PgConnection,
     products: &[String],
     ids: &[Uuid],
     states: &[String],
+    from: &[Option<String>],
     expires_in_secs: &[f64],
 ) -> sqlx::Result<Vec<StateChangeResult>> {
     sqlx::query_as!(
         StateChangeResult,
         r#"
         with input as (
-            select * from unnest($1::text[], $2::uuid[], $3::text[], $4::float8[])
-                with ordinality as i(product_id, game_id, new_state, expiry_secs, ord)
-        ), locked as (
-            select g.game_id, g.product_id, g.state
-            from games g join input i on g.game_id = i.game_id and g.product_id = i.product_id
-            for update of g
+            select * from unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::float8[])
+                with ordinality as i(product_id, game_id, new_state, from_state, expiry_secs, ord)
         ), changed as (
             update games g
             set state = i.new_state::game_state, state_changed_at = now(), updated_at = now(),
                 expires_at = now() + make_interval(secs => i.expiry_secs),
                 lobby_at = case when i.new_state::game_state = 'creator_joined'::game_state
                                 then coalesce(g.lobby_at, now()) else g.lobby_at end
-            from input i join locked l on l.game_id = i.game_id and l.product_id = i.product_id
-            where g.game_id = i.game_id
-              and array_position(enum_range(null::game_state), i.new_state::game_state)
-                  = array_position(enum_range(null::game_state), l.state) + 1
+            from input i
+            where g.game_id = i.game_id and g.product_id = i.product_id
+              and g.state = i.from_state::game_state
             returning g.game_id
         )
-        select l.state as "before?: GameState",
-               exists(select 1 from changed c where c.game_id = i.game_id) as "applied!"
-        from input i left join locked l on l.game_id = i.game_id and l.product_id = i.product_id
+        select case when c.game_id is null
+                    then (select g.state from games g
+                          where g.game_id = i.game_id and g.product_id = i.product_id)
+                    else i.from_state::game_state end as "before?: GameState",
+               c.game_id is not null as "applied!"
+        from input i left join changed c on c.game_id = i.game_id
         order by i.ord
         "#,
         products,
         ids,
         states,
+        from as &[Option<String>],
         expires_in_secs
     )
     .fetch_all(conn)

@@ -200,3 +200,73 @@ async fn a_first_start_continues_from_the_old_workers_position(db: PgPool) {
         "the old entry was not applied"
     );
 }
+
+/// The stream's batched state changes (`events::apply_state_changes`) give each entry the
+/// outcome it would have had alone: only the next state applies, to the game of that product.
+#[sqlx::test(migrator = "matchmaker::startup::MIGRATOR")]
+async fn a_batch_of_state_changes_applies_only_the_next_state(db: PgPool) {
+    use matchmaker::{
+        domain::{Expiry, GameState::*},
+        events::{Outcome, apply_state_changes},
+    };
+    let app = crate::helpers::spawn_app(db.clone()).await;
+    let mut ids = Vec::new();
+    for creator in ["alice", "bob", "carol"] {
+        let game = app.create("exrps", creator).await;
+        ids.push(uuid::Uuid::parse_str(game["game_id"].as_str().unwrap()).unwrap());
+    }
+    let minute = std::time::Duration::from_secs(60);
+    let expiry = Expiry {
+        created: minute,
+        creator_joined: minute,
+        all_players_joined: minute,
+        in_progress: minute,
+        ended: minute,
+    };
+    let state = |id: uuid::Uuid| {
+        let db = db.clone();
+        async move {
+            sqlx::query_scalar!("select state::text from games where game_id = $1", id)
+                .fetch_one(&db)
+                .await
+                .unwrap()
+        }
+    };
+    let mut conn = db.acquire().await.unwrap();
+    let first = apply_state_changes(
+        &mut conn,
+        &[
+            ("exrps", ids[0], CreatorJoined),
+            ("exrps", ids[1], InProgress),
+            ("exrps", uuid::Uuid::new_v4(), CreatorJoined),
+            ("other", ids[2], CreatorJoined),
+        ],
+        &expiry,
+    )
+    .await
+    .unwrap();
+    use Outcome::*;
+    assert_eq!(
+        first,
+        [Applied, InvalidTransition, UnknownGame, UnknownGame]
+    );
+    assert_eq!(state(ids[0]).await.as_deref(), Some("creator_joined"));
+    assert_eq!(state(ids[1]).await.as_deref(), Some("created"));
+    assert_eq!(state(ids[2]).await.as_deref(), Some("created"));
+
+    let second = apply_state_changes(
+        &mut conn,
+        &[
+            ("exrps", ids[0], AllPlayersJoined),
+            ("exrps", ids[1], CreatorJoined),
+            ("exrps", ids[2], Created),
+        ],
+        &expiry,
+    )
+    .await
+    .unwrap();
+    assert_eq!(second, [Applied, Applied, InvalidTransition]);
+    assert_eq!(state(ids[0]).await.as_deref(), Some("all_players_joined"));
+    assert_eq!(state(ids[1]).await.as_deref(), Some("creator_joined"));
+    assert_eq!(state(ids[2]).await.as_deref(), Some("created"));
+}

@@ -959,7 +959,7 @@ impl Ctx {
                     "game {game_id} not joinable after {limit:?} (last answer {status})"
                 ));
             }
-            tokio::time::sleep(Duration::from_millis(2)).await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 

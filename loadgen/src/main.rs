@@ -119,10 +119,13 @@ struct Cli {
     /// throughput the closed loop measured (its latency at a load the service can carry).
     #[arg(long)]
     open_loop_at_half: bool,
-    /// Most operations in flight at once in an open loop; a send that finds them all busy waits
-    /// (and its latency still counts from its scheduled time).
-    #[arg(long, default_value_t = 20_000)]
-    max_in_flight: usize,
+    /// Most operations in flight at once in an open loop, default `--clients`: a fixed set of
+    /// connections, as `wrk2 -c N -R rate` has. A send that finds them all busy waits, and its
+    /// latency still counts from its scheduled time. Without a bound, a stall of a few
+    /// milliseconds makes the HTTP client open hundreds of new connections, whose set-up then
+    /// prolongs the stall.
+    #[arg(long)]
+    max_in_flight: Option<usize>,
     /// Seconds each timed scenario runs.
     #[arg(long, default_value_t = 10.0)]
     duration: f64,
@@ -1061,7 +1064,8 @@ where
         total = total.min(budget);
     }
     let clients = ctx.cli.clients.max(1) as u64;
-    let slots = Arc::new(tokio::sync::Semaphore::new(ctx.cli.max_in_flight.max(1)));
+    let in_flight = ctx.cli.max_in_flight.unwrap_or(ctx.cli.clients);
+    let slots = Arc::new(tokio::sync::Semaphore::new(in_flight.max(1)));
     let no_more_work = Arc::new(AtomicBool::new(false));
     let mut all: BTreeMap<&'static str, Recorder> = BTreeMap::new();
     let mut send_lag = Recorder::new();

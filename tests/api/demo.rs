@@ -51,16 +51,7 @@ async fn the_demo_game_server_plays_its_players(db: PgPool) {
     .await;
     let joined: Value = app.join("exrps", &id, "bob").await.json().await.unwrap();
     assert_eq!(joined["players"], serde_json::json!(["alice", "bob"]));
-    let state = || async {
-        let uuid = uuid::Uuid::parse_str(&id).unwrap();
-        sqlx::query_scalar!(
-            r#"select state::text as "s!" from games where game_id = $1"#,
-            uuid
-        )
-        .fetch_optional(&app.db)
-        .await
-        .unwrap()
-    };
+    let state = || crate::helpers::state_of(&app.db, &id);
     eventually("everyone connects", || async {
         state().await.as_deref() == Some("all_players_joined")
     })

@@ -1,18 +1,7 @@
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
-use crate::helpers::{EVENT_KEY, problem, spawn_app};
-
-async fn state_of(db: &PgPool, id: &str) -> Option<String> {
-    let id = uuid::Uuid::parse_str(id).unwrap();
-    sqlx::query_scalar!(
-        r#"select state::text as "s!" from games where game_id = $1"#,
-        id
-    )
-    .fetch_optional(db)
-    .await
-    .unwrap()
-}
+use crate::helpers::{EVENT_KEY, problem, spawn_app, state_of};
 
 async fn outcomes(res: reqwest::Response) -> Vec<String> {
     assert_eq!(res.status(), 200);

@@ -333,3 +333,15 @@ where
     }
     panic!("timed out waiting until {what}");
 }
+
+/// A game's state as the database holds it (`None`: no such game).
+pub async fn state_of(db: &PgPool, id: &str) -> Option<String> {
+    let id = uuid::Uuid::parse_str(id).unwrap();
+    sqlx::query_scalar!(
+        r#"select state::text as "s!" from games where game_id = $1"#,
+        id
+    )
+    .fetch_optional(db)
+    .await
+    .unwrap()
+}

@@ -206,32 +206,19 @@ async fn a_first_start_continues_from_the_old_workers_position(db: PgPool) {
 #[sqlx::test(migrator = "matchmaker::startup::MIGRATOR")]
 async fn a_batch_of_state_changes_applies_only_the_next_state(db: PgPool) {
     use matchmaker::{
-        domain::{Expiry, GameState::*},
+        domain::GameState::*,
         events::{Outcome, apply_state_changes},
     };
     let app = crate::helpers::spawn_app(db.clone()).await;
-    let mut ids = Vec::new();
+    let (mut texts, mut ids) = (Vec::new(), Vec::new());
     for creator in ["alice", "bob", "carol"] {
         let game = app.create("exrps", creator).await;
-        ids.push(uuid::Uuid::parse_str(game["game_id"].as_str().unwrap()).unwrap());
+        let text = game["game_id"].as_str().unwrap().to_string();
+        ids.push(uuid::Uuid::parse_str(&text).unwrap());
+        texts.push(text);
     }
-    let minute = std::time::Duration::from_secs(60);
-    let expiry = Expiry {
-        created: minute,
-        creator_joined: minute,
-        all_players_joined: minute,
-        in_progress: minute,
-        ended: minute,
-    };
-    let state = |id: uuid::Uuid| {
-        let db = db.clone();
-        async move {
-            sqlx::query_scalar!("select state::text from games where game_id = $1", id)
-                .fetch_one(&db)
-                .await
-                .unwrap()
-        }
-    };
+    let expiry = settings(&app.stub, "").expiry;
+    let state = |i: usize| crate::helpers::state_of(&db, &texts[i]);
     let mut conn = db.acquire().await.unwrap();
     let first = apply_state_changes(
         &mut conn,
@@ -250,9 +237,9 @@ async fn a_batch_of_state_changes_applies_only_the_next_state(db: PgPool) {
         first,
         [Applied, InvalidTransition, UnknownGame, UnknownGame]
     );
-    assert_eq!(state(ids[0]).await.as_deref(), Some("creator_joined"));
-    assert_eq!(state(ids[1]).await.as_deref(), Some("created"));
-    assert_eq!(state(ids[2]).await.as_deref(), Some("created"));
+    assert_eq!(state(0).await.as_deref(), Some("creator_joined"));
+    assert_eq!(state(1).await.as_deref(), Some("created"));
+    assert_eq!(state(2).await.as_deref(), Some("created"));
 
     let second = apply_state_changes(
         &mut conn,
@@ -266,7 +253,7 @@ async fn a_batch_of_state_changes_applies_only_the_next_state(db: PgPool) {
     .await
     .unwrap();
     assert_eq!(second, [Applied, Applied, InvalidTransition]);
-    assert_eq!(state(ids[0]).await.as_deref(), Some("all_players_joined"));
-    assert_eq!(state(ids[1]).await.as_deref(), Some("creator_joined"));
-    assert_eq!(state(ids[2]).await.as_deref(), Some("created"));
+    assert_eq!(state(0).await.as_deref(), Some("all_players_joined"));
+    assert_eq!(state(1).await.as_deref(), Some("creator_joined"));
+    assert_eq!(state(2).await.as_deref(), Some("created"));
 }

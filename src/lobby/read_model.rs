@@ -37,10 +37,24 @@ use crate::domain::{Game, SettingsFilter};
 /// One listed game: what a filter looks at and what a page shows.
 #[derive(Debug)]
 pub struct Entry {
-    pub settings: Value,
-    /// The game's open-games JSON.
-    pub json: String,
+    /// Shared with the other games of the list that have the same settings.
+    pub settings: Arc<Value>,
+    /// The game's open-games JSON, without spare capacity.
+    pub json: Box<str>,
 }
+
+impl Entry {
+    pub fn new(settings: &Value, json: String) -> Self {
+        Self {
+            settings: Arc::new(settings.clone()),
+            json: json.into_boxed_str(),
+        }
+    }
+}
+
+/// Distinct settings one list shares between its games (most games of a product have the
+/// product's own); further ones are kept per game.
+const SHARED_SETTINGS: usize = 16;
 
 type Order = (Option<DateTime<Utc>>, Uuid);
 
@@ -48,6 +62,9 @@ type Order = (Option<DateTime<Utc>>, Uuid);
 struct ProductList {
     by_order: BTreeMap<Order, Arc<Entry>>,
     order_of: HashMap<Uuid, Order>,
+    /// The settings its entries share: an entry's own settings map is about 600 bytes
+    /// (docs/performance.md, *The lobby's memory*).
+    shared: Vec<Arc<Value>>,
 }
 
 impl ProductList {
@@ -57,11 +74,55 @@ impl ProductList {
         }
     }
 
-    fn put(&mut self, game: &Game, entry: Entry) {
+    fn put(&mut self, game: &Game, mut entry: Entry) {
         self.remove(game.game_id);
+        entry.settings = self.share(entry.settings);
         let order = (game.lobby_at, game.game_id);
         self.order_of.insert(game.game_id, order);
         self.by_order.insert(order, Arc::new(entry));
+    }
+
+    /// The list's copy of `settings` when it has one, else `settings` (kept for sharing while
+    /// there is room).
+    fn share(&mut self, settings: Arc<Value>) -> Arc<Value> {
+        self.shared.retain(|s| Arc::strong_count(s) > 1);
+        if let Some(same) = self.shared.iter().find(|s| **s == settings) {
+            return Arc::clone(same);
+        }
+        if self.shared.len() < SHARED_SETTINGS {
+            self.shared.push(Arc::clone(&settings));
+        }
+        settings
+    }
+}
+
+/// The listed games as a load reads them, one at a time (no page of rows is held), until
+/// [`ReadModel::load`] puts them in place of the list.
+#[derive(Default)]
+pub struct Loaded {
+    products: HashMap<String, ProductList>,
+    games: usize,
+}
+
+impl Loaded {
+    pub fn add(&mut self, game: &Game, entry: Entry) {
+        match self.products.get_mut(&game.product_id) {
+            Some(list) => list.put(game, entry),
+            None => {
+                let mut list = ProductList::default();
+                list.put(game, entry);
+                self.products.insert(game.product_id.clone(), list);
+            }
+        }
+        self.games += 1;
+    }
+
+    pub fn len(&self) -> usize {
+        self.games
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.games == 0
     }
 }
 
@@ -233,16 +294,9 @@ impl ReadModel {
 
     /// Replaces the whole list with `listed` (games read after the listener started) and
     /// starts serving from memory.
-    pub fn load(&self, listed: Vec<(Game, Entry)>, fences_before: u64) {
-        let mut products: HashMap<String, ProductList> = HashMap::new();
-        for (game, entry) in listed {
-            products
-                .entry(game.product_id.clone())
-                .or_default()
-                .put(&game, entry);
-        }
+    pub fn load(&self, listed: Loaded, fences_before: u64) {
         let mut state = self.write();
-        state.products = products;
+        state.products = listed.products;
         state.in_sync = self.enabled;
         // A load sees every write that a fence sent before it follows.
         self.update_fences(|f| {
@@ -351,10 +405,27 @@ mod tests {
     }
 
     fn entry(g: &Game) -> Entry {
-        Entry {
-            settings: g.settings.clone(),
-            json: format!("{}", g.game_id.as_u128()),
+        Entry::new(&g.settings, format!("{}", g.game_id.as_u128()))
+    }
+
+    #[test]
+    fn games_with_the_same_settings_share_one_copy() {
+        let mut list = ProductList::default();
+        let (a, b, c) = (game(1, true, "x"), game(2, true, "x"), game(3, true, "y"));
+        for g in [&a, &b, &c] {
+            list.put(g, entry(g));
         }
+        let settings = |list: &ProductList, n: u128| {
+            Arc::clone(&list.by_order[&list.order_of[&Uuid::from_u128(n)]].settings)
+        };
+        assert!(Arc::ptr_eq(&settings(&list, 1), &settings(&list, 2)));
+        assert!(!Arc::ptr_eq(&settings(&list, 1), &settings(&list, 3)));
+        assert_eq!(list.shared.len(), 2);
+        // Settings no game has any more are let go at the next put.
+        list.remove(c.game_id);
+        list.put(&b, entry(&b));
+        assert_eq!(list.shared.len(), 1);
+        assert!(Arc::ptr_eq(&settings(&list, 1), &settings(&list, 2)));
     }
 
     #[test]
@@ -363,7 +434,11 @@ mod tests {
         let all = SettingsFilter::default();
         assert_eq!(model.page("p", 0, 10, &all), None, "not loaded yet");
         let (a, b, c) = (game(3, true, "x"), game(1, true, "y"), game(2, true, "x"));
-        model.load([&a, &b, &c].map(|g| (g.clone(), entry(g))).into(), 0);
+        let mut listed = Loaded::default();
+        for g in [&a, &b, &c] {
+            listed.add(g, entry(g));
+        }
+        model.load(listed, 0);
         assert_eq!(model.page("p", 0, 10, &all).unwrap(), "[1,2,3]");
         assert_eq!(model.page("p", 1, 1, &all).unwrap(), "[2]");
         assert_eq!(model.page("other", 0, 10, &all).unwrap(), "[]");
@@ -405,7 +480,7 @@ mod tests {
             None,
             "not loaded yet: the database answers"
         );
-        model.load(Vec::new(), model.fences_sent());
+        model.load(Loaded::default(), model.fences_sent());
         assert_eq!(model.page("p", 0, 1, &all).unwrap(), "[]");
         // fenced before its notification is applied: the database answers until then
         model.fence_commit(8);
@@ -421,7 +496,7 @@ mod tests {
         model.fence_commit(10);
         let before = model.fences_sent();
         model.fence_commit(11);
-        model.load(Vec::new(), before);
+        model.load(Loaded::default(), before);
         assert_eq!(
             model.page("p", 0, 1, &all),
             None,

@@ -4,6 +4,7 @@
 //! Expiry times are passed in seconds and every change restarts the game's clock (`expires_at`).
 
 use chrono::{DateTime, Utc};
+use futures::{TryStreamExt, stream::BoxStream};
 use serde_json::Value;
 use sqlx::{PgConnection, PgExecutor, PgPool};
 use uuid::Uuid;
@@ -161,13 +162,26 @@ pub async fn fetch_many(
 
 /// A page of the lobby: joinable games, oldest in the lobby first (served by `games_open_idx`).
 /// `settings` filters by jsonb containment (`{}` for none).
-pub async fn open_page(
-    db: impl PgExecutor<'_>,
-    product_id: &str,
+pub async fn open_page<'a>(
+    db: impl PgExecutor<'a> + 'a,
+    product_id: &'a str,
     limit: i64,
     offset: i64,
-    settings: &Value,
+    settings: &'a Value,
 ) -> sqlx::Result<Vec<Game>> {
+    open_games(db, product_id, limit, offset, settings)
+        .try_collect()
+        .await
+}
+
+/// [`open_page`]'s games one at a time, as they arrive (the lobby's load holds no page of rows).
+pub fn open_games<'a>(
+    db: impl PgExecutor<'a> + 'a,
+    product_id: &'a str,
+    limit: i64,
+    offset: i64,
+    settings: &'a Value,
+) -> BoxStream<'a, sqlx::Result<Game>> {
     sqlx::query_as!(
         Game,
         r#"
@@ -190,8 +204,7 @@ pub async fn open_page(
         offset,
         settings
     )
-    .fetch_all(db)
-    .await
+    .fetch(db)
 }
 
 /// Step 1 of a join in one statement. Reads the game; if the joiner may take a seat, locks it

@@ -7,6 +7,7 @@
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
+use futures::TryStreamExt;
 use serde::Deserialize;
 use sqlx::{PgPool, postgres::PgListener};
 use tokio::sync::mpsc;
@@ -16,7 +17,7 @@ use uuid::Uuid;
 use crate::{
     domain::{Game, Product, Products, SettingsFilter},
     live::{Change, Hub, Kind},
-    lobby::read_model::{Entry, ReadModel},
+    lobby::read_model::{Entry, Loaded, ReadModel},
     metrics::Metrics,
     store::games,
 };
@@ -159,19 +160,14 @@ impl LobbyListener {
             return Ok(0);
         }
         let fences_before = self.read_model.fences_sent();
-        let mut listed = Vec::new();
+        let mut listed = Loaded::default();
         for product in self.products.iter() {
-            let page = games::open_page(
-                &self.db,
-                &product.product_id,
-                i64::MAX,
-                0,
-                SettingsFilter::default().as_json(),
-            )
-            .await?;
-            for game in page {
+            let all = SettingsFilter::default();
+            let mut games =
+                games::open_games(&self.db, &product.product_id, i64::MAX, 0, all.as_json());
+            while let Some(game) = games.try_next().await? {
                 let entry = self.entry(&game, product)?;
-                listed.push((game, entry));
+                listed.add(&game, entry);
             }
         }
         let n = listed.len();
@@ -183,10 +179,7 @@ impl LobbyListener {
     }
 
     fn entry(&self, game: &Game, product: &Product) -> serde_json::Result<Entry> {
-        Ok(Entry {
-            settings: game.settings.clone(),
-            json: (self.render)(game, product)?,
-        })
+        Ok(Entry::new(&game.settings, (self.render)(game, product)?))
     }
 
     /// Applies a batch of notifications: the changed games are read once, as they are now,
@@ -284,7 +277,7 @@ impl LobbyListener {
                 kind,
                 product_id: notice.product_id.clone(),
                 settings: Some(game.settings.clone()),
-                data: entry.json.clone(),
+                data: entry.json.to_string(),
             });
         }
     }

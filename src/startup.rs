@@ -203,6 +203,7 @@ impl Application {
         .await;
         shutdown.cancel();
         while tasks.join_next().await.is_some() {}
+        self.lobby.release_connections();
         Ok(())
     }
 }

@@ -138,7 +138,9 @@ impl Lobby {
             join_code: None,
         };
         let saved = match kind {
-            Kind::Public => games::insert(&self.db, &new)
+            Kind::Public => self
+                .warm
+                .run(async |c| games::insert(c, &new).await)
                 .await
                 .map(|t| t.map(|t| Ok((t, None)))),
             Kind::Private => games::insert_with_code(&self.db, &new, join_code::generate)
@@ -202,35 +204,36 @@ impl Lobby {
     ) -> sqlx::Result<
         Option<Result<(chrono::DateTime<chrono::Utc>, Option<String>), (Uuid, SeatStatus)>>,
     > {
-        let mut tx = self.db.begin().await?;
-        games::lock_quick_matcher(&mut tx, &product.product_id, &player.user_id).await?;
-        if let Some(seat) =
-            games::waiting_seat(&mut tx, &product.product_id, &player.user_id).await?
-        {
-            tx.rollback().await?;
-            return Ok(Some(Err(seat)));
-        }
-        let updated_at = games::insert(&mut *tx, new).await?;
-        let mut handed = Vec::new();
-        if let (Some(_), Some((creating, _))) = (updated_at, handover) {
-            for waiter in creating.take_waiters() {
-                let (pid, uid) = (&product.product_id, &waiter.player.user_id);
-                // A waiter left out (its lock held, or seated meanwhile) is woken to look again.
-                if games::try_lock_quick_matcher(&mut tx, pid, uid).await?
-                    && games::reserve_handed_seat(
-                        &mut tx,
-                        new.game_id,
-                        pid,
-                        uid,
-                        &waiter.player.username,
-                    )
-                    .await?
-                {
-                    handed.push(waiter);
+        let pid = &product.product_id;
+        let saved = self
+            .warm
+            .transaction(async |tx| {
+                games::lock_quick_matcher(&mut *tx, pid, &player.user_id).await?;
+                if let Some(seat) = games::waiting_seat(&mut *tx, pid, &player.user_id).await? {
+                    return Ok(Err(seat));
                 }
-            }
-        }
-        tx.commit().await?;
+                let updated_at = games::insert(&mut *tx, new).await?;
+                let mut handed = Vec::new();
+                if let (Some(_), Some((creating, _))) = (updated_at, handover) {
+                    for waiter in creating.take_waiters() {
+                        let (uid, name) = (&waiter.player.user_id, &waiter.player.username);
+                        // A waiter left out (its lock held, or seated meanwhile) is woken to
+                        // look again.
+                        if games::try_lock_quick_matcher(&mut *tx, pid, uid).await?
+                            && games::reserve_handed_seat(&mut *tx, new.game_id, pid, uid, name)
+                                .await?
+                        {
+                            handed.push(waiter);
+                        }
+                    }
+                }
+                Ok(Ok((updated_at, handed)))
+            })
+            .await?;
+        let (updated_at, handed) = match saved {
+            Ok(saved) => saved,
+            Err(seat) => return Ok(Some(Err(seat))),
+        };
         if let Some((creating, at)) = handover {
             let expiry = self.config.expiry.secs(GameState::Created);
             for waiter in handed {

@@ -50,7 +50,11 @@ impl Lobby {
             limit: i64::from(limit),
         };
         // One statement, a transaction of its own: the common case (docs/performance.md).
-        if let Some(p) = instances::place(&self.db, game_id, &player.user_id, &w).await? {
+        let placed = self
+            .warm
+            .run(async |c| instances::place(c, game_id, &player.user_id, &w).await)
+            .await?;
+        if let Some(p) = placed {
             return Ok(p);
         }
         // Nothing placed: find out why under the creator's lock, and look again while the

@@ -136,12 +136,15 @@ impl Lobby {
                 None => Ok(Confirmed::Refused),
             };
         }
-        Ok(
-            match games::hold_seat(&self.db, game_id, &product.product_id, &player.user_id).await? {
-                Some(game) => Confirmed::Held(Box::new(game)),
-                None => Confirmed::Gone,
-            },
-        )
+        let (pid, uid) = (&product.product_id, &player.user_id);
+        let held = self
+            .warm
+            .run(async |c| games::hold_seat(c, game_id, pid, uid).await)
+            .await?;
+        Ok(match held {
+            Some(game) => Confirmed::Held(Box::new(game)),
+            None => Confirmed::Gone,
+        })
     }
 
     /// The fence after a seat was taken or given back (`listing.rs`). A seat held in a game no
@@ -192,17 +195,15 @@ impl Lobby {
         game_id: Uuid,
     ) -> LobbyResult<Option<Reservation>> {
         let expiry_secs = self.config.expiry.secs(GameState::CreatorJoined);
+        let (pid, uid, name) = (&product.product_id, &player.user_id, &player.username);
         for attempt in 0..LOCK_ATTEMPTS {
-            let target = match games::lock_and_reserve(
-                &self.db,
-                game_id,
-                &product.product_id,
-                &player.user_id,
-                &player.username,
-                expiry_secs,
-            )
-            .await
-            {
+            let reserved = self
+                .warm
+                .run(async |c| {
+                    games::lock_and_reserve(c, game_id, pid, uid, name, expiry_secs).await
+                })
+                .await;
+            let target = match reserved {
                 Ok(Some(target)) => target,
                 Ok(None) => return Ok(None),
                 // A join committed between the statement's snapshot and its lock: look again.

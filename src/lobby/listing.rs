@@ -75,7 +75,11 @@ impl Lobby {
         let Some((n, payload)) = self.read_model.next_fence() else {
             return;
         };
-        if let Err(e) = games::notify_lobby(&self.db, &payload).await {
+        let sent = self
+            .warm
+            .run(async |c| games::notify_lobby(c, &payload).await)
+            .await;
+        if let Err(e) = sent {
             tracing::warn!(error = %e, "lobby fence not sent");
             self.read_model.fence_failed(n);
         }

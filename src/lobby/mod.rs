@@ -31,6 +31,7 @@ pub use crate::domain::LobbyResult;
 use crate::{
     domain::{Expiry, Product, Products},
     game_server::GameServerClient,
+    store::warm::Warm,
 };
 
 /// The rules' settings.
@@ -51,6 +52,8 @@ pub struct LobbyConfig {
 /// The lobby service: everything a use case needs, and nothing else.
 pub struct Lobby {
     db: PgPool,
+    /// Three quarters of `db`'s connections, for the statements of create, join and quick match.
+    warm: Warm,
     game_servers: GameServerClient,
     products: Products,
     config: LobbyConfig,
@@ -70,7 +73,9 @@ impl Lobby {
         config: LobbyConfig,
         read_model: Arc<read_model::ReadModel>,
     ) -> Arc<Self> {
+        let hot = db.options().get_max_connections() as usize * 3 / 4;
         Arc::new(Self {
+            warm: Warm::new(db.clone(), hot),
             db,
             game_servers,
             products,
@@ -91,5 +96,10 @@ impl Lobby {
 
     pub fn config(&self) -> &LobbyConfig {
         &self.config
+    }
+
+    /// Gives the connections held for the hot paths back to the pool (at shutdown).
+    pub fn release_connections(&self) {
+        self.warm.release_all();
     }
 }

@@ -137,19 +137,20 @@ impl Lobby {
             self.config.expiry.secs(GameState::CreatorJoined),
         );
         let (pid, uid, name) = (&product.product_id, &player.user_id, &player.username);
-        let mut tx = self.db.begin().await?;
-        games::lock_quick_matcher(&mut tx, pid, uid).await?;
-        let found =
-            games::pick_quick_match(&mut tx, pid, uid, name, except, region, created, joined)
-                .await?;
+        let found = self
+            .warm
+            .transaction(async |tx| {
+                games::lock_quick_matcher(&mut *tx, pid, uid).await?;
+                games::pick_quick_match(tx, pid, uid, name, except, region, created, joined).await
+            })
+            .await?;
         if let Some(game_id) = found.mine {
-            tx.rollback().await?;
             return Ok(match found.mine_status {
                 Some(SeatStatus::Held) => Pick::Seated(game_id),
                 _ => Pick::InFlight,
             });
         }
-        let pick = match (found.target, found.state, found.busy) {
+        Ok(match (found.target, found.state, found.busy) {
             (Some(game_id), Some(state), _) if found.reserved => Pick::Reserved(Seat {
                 game_id,
                 state,
@@ -166,18 +167,11 @@ impl Lobby {
             (None, _, Some(busy)) => {
                 // Every free seat is held by another request until its commit: wait for the
                 // oldest to be let go, holding nothing, then look again.
-                tx.rollback().await?;
                 games::wait_for_game(&self.db, busy).await?;
-                return Ok(Pick::Again);
+                Pick::Again
             }
             (None, ..) => Pick::Nothing,
-        };
-        if matches!(pick, Pick::Reserved(..)) {
-            tx.commit().await?;
-        } else {
-            tx.rollback().await?;
-        }
-        Ok(pick)
+        })
     }
 
     async fn seated(

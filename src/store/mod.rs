@@ -8,6 +8,7 @@ pub mod instances;
 pub mod intents;
 pub mod outbox;
 pub mod schema;
+pub mod warm;
 
 use crate::domain::LobbyError;
 

@@ -28,3 +28,4 @@ mod rules;
 mod status;
 mod stream;
 mod swagger_ui;
+mod warm;

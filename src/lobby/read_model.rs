@@ -96,12 +96,15 @@ impl ProductList {
     }
 }
 
+fn held(products: &HashMap<String, ProductList>) -> usize {
+    products.values().map(|l| l.by_order.len()).sum()
+}
+
 /// The listed games as a load reads them, one at a time (no page of rows is held), until
 /// [`ReadModel::load`] puts them in place of the list.
 #[derive(Default)]
 pub struct Loaded {
     products: HashMap<String, ProductList>,
-    games: usize,
 }
 
 impl Loaded {
@@ -114,15 +117,15 @@ impl Loaded {
                 self.products.insert(game.product_id.clone(), list);
             }
         }
-        self.games += 1;
     }
 
+    /// Games held, all products.
     pub fn len(&self) -> usize {
-        self.games
+        held(&self.products)
     }
 
     pub fn is_empty(&self) -> bool {
-        self.games == 0
+        self.len() == 0
     }
 }
 
@@ -352,11 +355,7 @@ impl ReadModel {
 
     /// Listed games held, all products.
     pub fn len(&self) -> usize {
-        self.read()
-            .products
-            .values()
-            .map(|l| l.by_order.len())
-            .sum()
+        held(&self.read().products)
     }
 
     pub fn is_empty(&self) -> bool {

@@ -20,7 +20,7 @@ use tokio::sync::Semaphore;
 /// A connection kept this long goes back to sqlx (and its lifetime limit) once done.
 const RECYCLE: Duration = Duration::from_secs(30 * 60);
 /// A connection idle this long goes back to sqlx (checked as often).
-pub const GRACE: Duration = Duration::from_millis(20);
+const GRACE: Duration = Duration::from_millis(20);
 
 struct Held {
     conn: PoolConnection<Postgres>,

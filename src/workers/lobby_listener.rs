@@ -161,8 +161,8 @@ impl LobbyListener {
         }
         let fences_before = self.read_model.fences_sent();
         let mut listed = Loaded::default();
+        let all = SettingsFilter::default();
         for product in self.products.iter() {
-            let all = SettingsFilter::default();
             let mut games =
                 games::open_games(&self.db, &product.product_id, i64::MAX, 0, all.as_json());
             while let Some(game) = games.try_next().await? {

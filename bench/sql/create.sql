@@ -18,14 +18,14 @@ with intent as (
     delete from create_intents where game_id = md5('pgb-new-' || :r)::uuid returning game_id
 ), g as (
     insert into games (game_id, product_id, creator_id, creator_name, num_players,
-                       settings, token, expires_at)
+                       settings, token, expires_at, seats_taken)
     select game_id, :product, 'pgb-c-' || :client_id || '-' || :k, 'pgb-c-' || :client_id || '-' || :k,
            2, '{"num_players": 2}', 'feedc0ffeefeedc0ffeefeedc0ffee00',
-           now() + make_interval(secs => :expiry)
+           now() + make_interval(secs => :expiry), 1
     from intent
     returning game_id, num_players, creator_id, creator_name, updated_at
 ), creator as (
-    insert into game_players (game_id, num_players, player_id, username, seat, status)
-    select game_id, num_players, creator_id, creator_name, 0, 'held' from g
+    insert into game_players (game_id, num_players, player_id, username, seat, status, counted)
+    select game_id, num_players, creator_id, creator_name, 0, 'held', true from g
 )
 select updated_at from g;

@@ -21,8 +21,8 @@ with found as (
                     and f.seats_taken < f.num_players)
     for update of g skip locked
 ), seat as (
-    insert into game_players (game_id, num_players, player_id, username, seat, status)
-    select md5('pgb-' || :g)::uuid, t.num_players, 'pgb-joiner-' || :g, 'pgb-joiner-' || :g, s.n, 'reserved'
+    insert into game_players (game_id, num_players, player_id, username, seat, status, counted)
+    select md5('pgb-' || :g)::uuid, t.num_players, 'pgb-joiner-' || :g, 'pgb-joiner-' || :g, s.n, 'reserved', true
     from target t, generate_series(0, t.num_players - 1) as s(n)
     where t.state = 'creator_joined' and t.seats_taken < t.num_players
       and not exists (select 1 from game_players p where p.game_id = md5('pgb-' || :g)::uuid and p.seat = s.n)
@@ -30,7 +30,8 @@ with found as (
     limit 1
     returning seat
 ), touch as (
-    update games set updated_at = now(), expires_at = now() + make_interval(secs => :expiry)
+    update games set seats_taken = seats_taken + 1, updated_at = now(),
+                     expires_at = now() + make_interval(secs => :expiry)
     where game_id = md5('pgb-' || :g)::uuid and exists (select 1 from seat)
 )
 select coalesce(t.state, f.state), coalesce(t.num_players, f.num_players),

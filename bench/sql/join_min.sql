@@ -1,8 +1,7 @@
 -- The minimal-job ceiling of a join: lock the game row without waiting (FOR UPDATE SKIP LOCKED,
 -- only if it can still take a player), insert the seat, commit: one statement, one round trip,
--- one commit. The seat count is bumped by the schema's trigger on game_players (the schema has
--- the application never write games.seats_taken), and that update of the games row is part of
--- the job. No reservation then hold, no read-back: compare join.sql, which mirrors the service.
+-- one commit. The same statement bumps the seat count (the seat is `counted`, so the schema's
+-- trigger leaves it alone): that update of the games row is part of the job. No reservation then hold, no read-back: compare join.sql, which mirrors the service.
 -- Each transaction joins a fresh game of its own (setup.sql: product pgbench_jmin, N games with
 -- one free seat each), so no join finds a full game; bench/run.sh checks afterwards that the
 -- games did not run out.
@@ -15,7 +14,10 @@ with target as (
     where game_id = md5('pgbj-' || :g)::uuid
       and state = 'creator_joined' and seats_taken < num_players
     for update skip locked
+), seat as (
+    insert into game_players (game_id, num_players, player_id, username, seat, status, counted)
+    select game_id, num_players, 'pgbj-joiner-' || :g, 'pgbj-joiner-' || :g, seats_taken, 'held', true
+    from target
+    returning game_id
 )
-insert into game_players (game_id, num_players, player_id, username, seat, status)
-select game_id, num_players, 'pgbj-joiner-' || :g, 'pgbj-joiner-' || :g, seats_taken, 'held'
-from target;
+update games set seats_taken = seats_taken + 1 where game_id in (select game_id from seat);

@@ -1,6 +1,9 @@
 //! `games` and `game_players`: the lobby's state.
 //!
-//! `games.seats_taken` is maintained by a trigger on `game_players`; nothing here writes it.
+//! `games.seats_taken`: every statement here that inserts a seat adds it in the same statement
+//! (and marks it `counted`), so the game row gets one new version, not two; a trigger takes off
+//! the seats that go, and counts any seat inserted without `counted` (docs/performance.md,
+//! "Seats counted by the statement that takes them").
 //! Expiry times are passed in seconds and every change restarts the game's clock (`expires_at`).
 
 use chrono::{DateTime, Utc};
@@ -68,14 +71,15 @@ pub async fn insert(
             delete from create_intents where game_id = $1 returning game_id, server_key
         ), g as (
             insert into games (game_id, product_id, creator_id, creator_name, num_players,
-                               settings, token, expires_at, join_code, server_key)
+                               settings, token, expires_at, join_code, server_key, seats_taken)
             select game_id, $2, $3, $4, $5, $6, $7, now() + make_interval(secs => $8), $9,
-                   server_key
+                   server_key, 1
             from intent
             returning game_id, num_players, creator_id, creator_name, updated_at
         ), creator as (
-            insert into game_players (game_id, num_players, player_id, username, seat, status)
-            select game_id, num_players, creator_id, creator_name, 0, 'held' from g
+            insert into game_players (game_id, num_players, player_id, username, seat, status,
+                                      counted)
+            select game_id, num_players, creator_id, creator_name, 0, 'held', true from g
         )
         select updated_at as "updated_at!" from g
         "#,
@@ -244,8 +248,9 @@ pub async fn lock_and_reserve(
                             and f.seats_taken < f.num_players)
             for update of g skip locked
         ), seat as (
-            insert into game_players (game_id, num_players, player_id, username, seat, status)
-            select $1, t.num_players, $3, $4, s.n, 'reserved'
+            insert into game_players (game_id, num_players, player_id, username, seat, status,
+                                      counted)
+            select $1, t.num_players, $3, $4, s.n, 'reserved', true
             from target t, generate_series(0, t.num_players - 1) as s(n)
             where t.state = 'creator_joined' and t.seats_taken < t.num_players
               and not exists (select 1 from game_players p where p.game_id = $1 and p.seat = s.n)
@@ -253,7 +258,8 @@ pub async fn lock_and_reserve(
             limit 1
             returning seat
         ), touch as (
-            update games set updated_at = now(), expires_at = now() + make_interval(secs => $5)
+            update games set seats_taken = seats_taken + 1, updated_at = now(),
+                             expires_at = now() + make_interval(secs => $5)
             where game_id = $1 and exists (select 1 from seat)
         )
         select coalesce(t.state, f.state) as "state!: GameState",
@@ -677,20 +683,26 @@ pub async fn reserve_handed_seat(
                 where p.player_id = $3
             ) s
             where s.state in ('created', 'creator_joined')
+        ), seat as (
+            insert into game_players (game_id, num_players, player_id, username, seat, status,
+                                      counted)
+            select g.game_id, g.num_players, $3, $4, f.n, 'reserved', true
+            from games g
+            cross join lateral (
+                select s.n from generate_series(0, g.num_players - 1) as s(n)
+                where s.n <> all (array(select p.seat from game_players p
+                                        where p.game_id = g.game_id))
+                order by s.n
+                limit 1
+            ) f
+            where g.game_id = $1 and g.product_id = $2 and not exists (select 1 from mine)
+            on conflict do nothing
+            returning game_id, seat
+        ), counted as (
+            update games set seats_taken = seats_taken + 1
+            where game_id in (select game_id from seat)
         )
-        insert into game_players (game_id, num_players, player_id, username, seat, status)
-        select g.game_id, g.num_players, $3, $4, f.n, 'reserved'
-        from games g
-        cross join lateral (
-            select s.n from generate_series(0, g.num_players - 1) as s(n)
-            where s.n <> all (array(select p.seat from game_players p
-                                    where p.game_id = g.game_id))
-            order by s.n
-            limit 1
-        ) f
-        where g.game_id = $1 and g.product_id = $2 and not exists (select 1 from mine)
-        on conflict do nothing
-        returning seat
+        select seat from seat
         "#,
         game_id,
         product_id,
@@ -810,8 +822,9 @@ pub async fn pick_quick_match(
             limit 1
             for update of g skip locked
         ), seat as (
-            insert into game_players (game_id, num_players, player_id, username, seat, status)
-            select t.game_id, t.num_players, $2, $3, f.n, 'reserved'
+            insert into game_players (game_id, num_players, player_id, username, seat, status,
+                                      counted)
+            select t.game_id, t.num_players, $2, $3, f.n, 'reserved', true
             from target t
             cross join lateral (
                 select s.n from generate_series(0, t.num_players - 1) as s(n)
@@ -824,7 +837,7 @@ pub async fn pick_quick_match(
             returning game_id
         ), touch as (
             update games g
-            set updated_at = now(),
+            set seats_taken = g.seats_taken + 1, updated_at = now(),
                 expires_at = now() + make_interval(
                     secs => case when t.state = 'created' then $5::float8 else $6::float8 end)
             from target t

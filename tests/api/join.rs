@@ -212,3 +212,53 @@ async fn a_game_stays_listed_until_its_last_seat_is_taken(db: PgPool) {
     assert_eq!(app.join("quad", &id, "dave").await.status(), 200);
     assert!(app.open_ids("quad", "").await.is_empty());
 }
+
+/// The game's `seats_taken` and its seats, from the database.
+async fn counted(app: &TestApp, id: &str) -> (i32, i64) {
+    let id = uuid::Uuid::parse_str(id).unwrap();
+    let taken = sqlx::query_scalar!("select seats_taken from games where game_id = $1", id)
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    (taken, seats(app, &id.simple().to_string()).await)
+}
+
+/// This release's inserts count their seat themselves; a seat inserted without `counted` (an
+/// older release serving beside this one, or plain SQL) is counted by the trigger; a seat that
+/// goes is taken off once, whoever inserted it.
+#[sqlx::test(migrator = "matchmaker::startup::MIGRATOR")]
+async fn every_seat_is_counted_once_whichever_release_took_it(db: PgPool) {
+    let app = spawn_app(db).await;
+    let id = app.open_game("quad", "alice").await;
+    assert_eq!(counted(&app, &id).await, (1, 1), "the creator's seat");
+    assert_eq!(app.join("quad", &id, "bob").await.status(), 200);
+    assert_eq!(counted(&app, &id).await, (2, 2));
+
+    let game = uuid::Uuid::parse_str(&id).unwrap();
+    sqlx::query!(
+        "insert into game_players (game_id, num_players, player_id, username, seat, status)
+         values ($1, 4, 'carol', 'carol-name', 2, 'held')",
+        game
+    )
+    .execute(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(counted(&app, &id).await, (3, 3), "an older release's seat");
+    assert_eq!(app.join("quad", &id, "dave").await.status(), 200);
+    assert_eq!(counted(&app, &id).await, (4, 4));
+
+    let res = app
+        .post(&format!("/game_lobby/quad/leave_game/{id}"), Some("bob"))
+        .await;
+    assert_eq!(res.status(), 200);
+    sqlx::query!(
+        "delete from game_players where game_id = $1 and player_id = 'carol'",
+        game
+    )
+    .execute(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(counted(&app, &id).await, (2, 2), "two seats gone");
+    assert_eq!(app.join("quad", &id, "erin").await.status(), 200);
+    assert_eq!(counted(&app, &id).await, (3, 3));
+}

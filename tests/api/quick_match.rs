@@ -131,12 +131,20 @@ async fn seating(app: &TestApp) -> (HashMap<String, i64>, HashMap<uuid::Uuid, (i
     .unwrap();
     assert!(per_player.iter().all(|r| r.held), "every seat confirmed");
     let per_game = sqlx::query!(
-        r#"select g.game_id, g.num_players, count(p.*) as "n!"
+        r#"select g.game_id, g.num_players, g.seats_taken, count(p.*) as "n!"
            from games g left join game_players p using (game_id) group by g.game_id"#
     )
     .fetch_all(&app.db)
     .await
     .unwrap();
+    for g in &per_game {
+        assert_eq!(
+            i64::from(g.seats_taken),
+            g.n,
+            "game {}: seats_taken counts its seats",
+            g.game_id
+        );
+    }
     (
         per_player.into_iter().map(|r| (r.player_id, r.n)).collect(),
         per_game

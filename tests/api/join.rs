@@ -262,3 +262,56 @@ async fn every_seat_is_counted_once_whichever_release_took_it(db: PgPool) {
     assert_eq!(app.join("quad", &id, "erin").await.status(), 200);
     assert_eq!(counted(&app, &id).await, (3, 3));
 }
+
+/// The seat checks hold whatever an insert says: a seat's capacity is its game's, the game's
+/// capacity cannot change under its seats, and a seat needs a game.
+#[sqlx::test(migrator = "matchmaker::startup::MIGRATOR")]
+async fn the_database_checks_a_seat_against_its_games_capacity(db: PgPool) {
+    let app = spawn_app(db).await;
+    let id = app.open_game("exrps", "alice").await;
+    let game = uuid::Uuid::parse_str(&id).unwrap();
+    let insert = |player: &'static str, seat: i32, claimed: i32| {
+        sqlx::query!(
+            "insert into game_players (game_id, num_players, player_id, username, seat, status)
+             values ($1, $2, $3, $3, $4, 'held')",
+            game,
+            claimed,
+            player,
+            seat
+        )
+        .execute(&app.db)
+    };
+    let refused = insert("bob", 2, 4).await.unwrap_err();
+    assert_eq!(
+        refused.as_database_error().and_then(|e| e.constraint()),
+        Some("game_players_seat_within_capacity"),
+        "a two-player game has no seat 2, whatever the insert claims"
+    );
+    insert("bob", 1, 9).await.unwrap();
+    let copied = sqlx::query_scalar!(
+        "select num_players from game_players where game_id = $1 and player_id = 'bob'",
+        game
+    )
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(copied, 2, "the seat carries its game's capacity");
+    let resized = sqlx::query!("update games set num_players = 4 where game_id = $1", game)
+        .execute(&app.db)
+        .await
+        .unwrap_err();
+    assert!(resized.to_string().contains("cannot change"), "{resized}");
+    let orphan = sqlx::query!(
+        "insert into game_players (game_id, num_players, player_id, username, seat, status)
+         values ($1, 2, 'carol', 'carol', 0, 'held')",
+        uuid::Uuid::new_v4()
+    )
+    .execute(&app.db)
+    .await
+    .unwrap_err();
+    assert_eq!(
+        orphan.as_database_error().and_then(|e| e.constraint()),
+        Some("game_players_game_id_fkey")
+    );
+    assert_eq!(counted(&app, &id).await, (2, 2));
+}

@@ -11,7 +11,7 @@
 #     join, create and list both the mirror of the service's own SQL (join.sql, create.sql,
 #     list.sql) and the minimal job (join_min.sql, create_min.sql, list_min.sql), the two list
 #     ones again on the big lobby; with PostgreSQL's CPU time per transaction, from /proc; then
-#     deletes their rows (cleanup.sql);
+#     deletes their rows (cleanup.sql) and checkpoints, so the scenarios start as clean as they did;
 #  5. starts the demo game server in --fast mode and the matchmaker, timing start-up to ready,
 #     and a Colyseus server (bench/colyseus/, `npm ci` from its lockfile) when node is there;
 #  6. runs every loadgen scenario closed loop, then again open loop at half the throughput it

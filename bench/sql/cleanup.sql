@@ -6,6 +6,7 @@
 delete from games where product_id in
     ('pgbench', 'pgbench_jmin', 'pgbench_list', 'pgbench_new', 'pgbench_new_min');
 delete from create_intents where product_id in ('pgbench_new', 'pgbench_new_min');
+delete from game_server_instances where product_id = 'pgbench_new';
 vacuum analyze games;
 vacuum analyze game_players;
 vacuum analyze create_intents;

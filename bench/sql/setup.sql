@@ -5,7 +5,8 @@
 --   pgbench_jmin     the same again for the minimal join (join_min.sql), so that each join
 --                    ceiling finds fresh games;
 --   pgbench_list     M open games for the open-games page (list.sql, list_min.sql);
---   pgbench_new      where create.sql inserts;
+--   pgbench_new      where create.sql inserts, on one configured game-server instance without
+--                    a capacity (as a product with a game_server_url has);
 --   pgbench_new_min  where create_min.sql inserts.
 -- Game ids are md5('pgb-<n>')::uuid (pgbench_jmin: md5('pgbj-<n>')::uuid) so that the scripts
 -- can name them without a lookup. What an earlier run left is deleted first, and cleanup.sql
@@ -14,6 +15,10 @@
 delete from games where product_id in
     ('pgbench', 'pgbench_jmin', 'pgbench_list', 'pgbench_new', 'pgbench_new_min');
 delete from create_intents where product_id in ('pgbench_new', 'pgbench_new_min');
+delete from game_server_instances where product_id = 'pgbench_new';
+
+insert into game_server_instances (product_id, instance_id, url, socket_url, configured)
+values ('pgbench_new', 'pgbench', 'http://pgbench.invalid', 'pgbench.invalid:1', true);
 
 insert into games (game_id, product_id, creator_id, creator_name, num_players, settings, token,
                    state, lobby_at, expires_at)

@@ -15,11 +15,11 @@ use std::{
 };
 
 use sqlx::{Connection, PgConnection, PgPool, Postgres, pool::PoolConnection};
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 
 /// A connection kept this long goes back to sqlx (and its lifetime limit) once done.
 const RECYCLE: Duration = Duration::from_secs(30 * 60);
-/// A connection idle this long goes back to sqlx (checked as often).
+/// A connection idle this long goes back to sqlx (checked as often while any is idle).
 const GRACE: Duration = Duration::from_millis(20);
 
 struct Held {
@@ -36,6 +36,8 @@ pub struct Warm {
     /// One per connection `Warm` may hold: work waits here, not in sqlx's queue.
     permits: Semaphore,
     idle: Arc<Idle>,
+    /// Wakes the hand-back task when a connection is kept, and when `Warm` goes.
+    kept: Arc<Notify>,
 }
 
 impl Warm {
@@ -48,14 +50,16 @@ impl Warm {
     /// As [`Warm::new`], with idle connections handed back after `grace`.
     pub fn with_grace(pool: PgPool, size: usize, grace: Duration) -> Self {
         let idle = Arc::new(Mutex::new(Vec::with_capacity(size)));
+        let kept = Arc::new(Notify::new());
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(hand_back_idle(Arc::downgrade(&idle), grace));
+            rt.spawn(hand_back_idle(Arc::downgrade(&idle), kept.clone(), grace));
         }
         Self {
             pool,
             size,
             permits: Semaphore::new(size),
             idle,
+            kept,
         }
     }
 
@@ -92,6 +96,7 @@ impl Warm {
         if out.is_ok() && !held.conn.is_in_transaction() && held.since.elapsed() < RECYCLE {
             held.idle_at = Instant::now();
             self.idle().push(held);
+            self.kept.notify_one();
         }
         out
     }
@@ -125,16 +130,30 @@ impl Warm {
     }
 }
 
+impl Drop for Warm {
+    fn drop(&mut self) {
+        // The hand-back task may be asleep with nothing idle: let it see that `Warm` is gone.
+        self.kept.notify_one();
+    }
+}
+
 fn lock(idle: &Idle) -> MutexGuard<'_, Vec<Held>> {
     idle.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Every `grace`, the connections idle that long go back to sqlx; ends with its `Warm`.
-async fn hand_back_idle(idle: Weak<Idle>, grace: Duration) {
-    let mut every = tokio::time::interval(grace);
-    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+/// Every `grace` while any connection is idle, those idle that long go back to sqlx; with
+/// none idle it sleeps until one is kept. Ends with its `Warm`.
+async fn hand_back_idle(idle: Weak<Idle>, kept: Arc<Notify>, grace: Duration) {
     loop {
-        every.tick().await;
+        let none_idle = match idle.upgrade() {
+            Some(idle) => lock(&idle).is_empty(),
+            None => return,
+        };
+        if none_idle {
+            // A connection kept meanwhile left a permit: this returns at once.
+            kept.notified().await;
+        }
+        tokio::time::sleep(grace).await;
         let Some(idle) = idle.upgrade() else { return };
         // Oldest first: the list is pushed and popped at its end.
         let stale: Vec<Held> = {

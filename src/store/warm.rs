@@ -10,7 +10,10 @@
 //! *Connections without the release ping*).
 
 use std::{
-    sync::{Arc, Mutex, MutexGuard, PoisonError, Weak},
+    sync::{
+        Arc, Mutex, MutexGuard, PoisonError, Weak,
+        atomic::{AtomicBool, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -30,14 +33,20 @@ struct Held {
 
 type Idle = Mutex<Vec<Held>>;
 
+/// Wakes the hand-back task when a connection is kept, and when its `Warm` goes.
+#[derive(Default)]
+struct Wake {
+    kept: Notify,
+    gone: AtomicBool,
+}
+
 pub struct Warm {
     pool: PgPool,
     size: usize,
     /// One per connection `Warm` may hold: work waits here, not in sqlx's queue.
     permits: Semaphore,
     idle: Arc<Idle>,
-    /// Wakes the hand-back task when a connection is kept, and when `Warm` goes.
-    kept: Arc<Notify>,
+    wake: Arc<Wake>,
 }
 
 impl Warm {
@@ -50,16 +59,16 @@ impl Warm {
     /// As [`Warm::new`], with idle connections handed back after `grace`.
     pub fn with_grace(pool: PgPool, size: usize, grace: Duration) -> Self {
         let idle = Arc::new(Mutex::new(Vec::with_capacity(size)));
-        let kept = Arc::new(Notify::new());
+        let wake = Arc::new(Wake::default());
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(hand_back_idle(Arc::downgrade(&idle), kept.clone(), grace));
+            rt.spawn(hand_back_idle(Arc::downgrade(&idle), wake.clone(), grace));
         }
         Self {
             pool,
             size,
             permits: Semaphore::new(size),
             idle,
-            kept,
+            wake,
         }
     }
 
@@ -96,7 +105,7 @@ impl Warm {
         if out.is_ok() && !held.conn.is_in_transaction() && held.since.elapsed() < RECYCLE {
             held.idle_at = Instant::now();
             self.idle().push(held);
-            self.kept.notify_one();
+            self.wake.kept.notify_one();
         }
         out
     }
@@ -132,8 +141,10 @@ impl Warm {
 
 impl Drop for Warm {
     fn drop(&mut self) {
-        // The hand-back task may be asleep with nothing idle: let it see that `Warm` is gone.
-        self.kept.notify_one();
+        // The hand-back task may be asleep with nothing idle: let it see that `Warm` is gone
+        // (a wake-up it has not waited for yet is kept for it).
+        self.wake.gone.store(true, Ordering::Release);
+        self.wake.kept.notify_one();
     }
 }
 
@@ -143,7 +154,7 @@ fn lock(idle: &Idle) -> MutexGuard<'_, Vec<Held>> {
 
 /// Every `grace` while any connection is idle, those idle that long go back to sqlx; with
 /// none idle it sleeps until one is kept. Ends with its `Warm`.
-async fn hand_back_idle(idle: Weak<Idle>, kept: Arc<Notify>, grace: Duration) {
+async fn hand_back_idle(idle: Weak<Idle>, wake: Arc<Wake>, grace: Duration) {
     loop {
         let none_idle = match idle.upgrade() {
             Some(idle) => lock(&idle).is_empty(),
@@ -151,7 +162,10 @@ async fn hand_back_idle(idle: Weak<Idle>, kept: Arc<Notify>, grace: Duration) {
         };
         if none_idle {
             // A connection kept meanwhile left a permit: this returns at once.
-            kept.notified().await;
+            wake.kept.notified().await;
+        }
+        if wake.gone.load(Ordering::Acquire) {
+            return;
         }
         tokio::time::sleep(grace).await;
         let Some(idle) = idle.upgrade() else { return };
